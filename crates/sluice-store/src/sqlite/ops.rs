@@ -1,0 +1,604 @@
+//! The write operations, as plain functions over the writer's connection.
+//!
+//! Each function runs inside the writer's group-commit transaction, under a
+//! savepoint of its own (see `writer`), so it either applies completely or
+//! not at all, and it keeps `pixel_counters` in step with the rows it
+//! touches. None of them commits: durability is the writer's job.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::sql_error;
+use crate::{
+    DeadLetterId, DeadLetterReason, EnqueueOutcome, EventRowId, EventSource, ForgetReport,
+    LeasedEvent, NewEvent, StoreError,
+};
+
+/// `last_error` longer than this is cut (at a char boundary) so that a
+/// verbose upstream error cannot bloat every row of a large retry backlog.
+const MAX_LAST_ERROR_BYTES: usize = 2048;
+
+/// Per-pixel counter changes made by one operation, written to
+/// `pixel_counters` before the operation's savepoint is released.
+#[derive(Debug, Default)]
+struct CounterDeltas {
+    by_pixel: BTreeMap<String, Delta>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Delta {
+    queued: i64,
+    dead_letters: i64,
+    delivered: i64,
+    duplicates: i64,
+    last_delivered_ms: Option<i64>,
+}
+
+// === impl CounterDeltas ===
+
+impl CounterDeltas {
+    fn pixel(&mut self, pixel_id: &str) -> &mut Delta {
+        if !self.by_pixel.contains_key(pixel_id) {
+            self.by_pixel.insert(pixel_id.to_owned(), Delta::default());
+        }
+        self.by_pixel
+            .get_mut(pixel_id)
+            .expect("entry inserted just above")
+    }
+
+    fn flush(self, conn: &Connection) -> Result<(), StoreError> {
+        let mut stmt = conn
+            .prepare_cached(
+                "INSERT INTO pixel_counters
+                     (pixel_id, queued, dead_letters, delivered_total, duplicates_total, last_delivered_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                 ON CONFLICT (pixel_id) DO UPDATE SET
+                     queued = queued + excluded.queued,
+                     dead_letters = dead_letters + excluded.dead_letters,
+                     delivered_total = delivered_total + excluded.delivered_total,
+                     duplicates_total = duplicates_total + excluded.duplicates_total,
+                     last_delivered_ms = COALESCE(
+                         MAX(last_delivered_ms, excluded.last_delivered_ms),
+                         excluded.last_delivered_ms,
+                         last_delivered_ms)",
+            )
+            .map_err(sql_error)?;
+        for (pixel_id, d) in &self.by_pixel {
+            stmt.execute(params![
+                pixel_id,
+                d.queued,
+                d.dead_letters,
+                d.delivered,
+                d.duplicates,
+                d.last_delivered_ms
+            ])
+            .map_err(sql_error)?;
+        }
+        Ok(())
+    }
+}
+
+/// See [`Store::enqueue`](crate::Store::enqueue).
+pub(crate) fn enqueue(
+    conn: &Connection,
+    events: Vec<NewEvent>,
+    now_ms: i64,
+    dedup_window_ms: i64,
+) -> Result<Vec<EnqueueOutcome>, StoreError> {
+    let mut lookup = conn
+        .prepare_cached(
+            "SELECT first_seen_ms, first_source FROM dedup_ledger
+             WHERE pixel_id = ?1 AND event_name = ?2 AND event_id = ?3",
+        )
+        .map_err(sql_error)?;
+    let mut mark_duplicate = conn
+        .prepare_cached(
+            "UPDATE dedup_ledger
+             SET sources = sources | ?4, duplicates = duplicates + 1,
+                 last_seen_ms = MAX(last_seen_ms, ?5)
+             WHERE pixel_id = ?1 AND event_name = ?2 AND event_id = ?3",
+        )
+        .map_err(sql_error)?;
+    let mut start_entry = conn
+        .prepare_cached(
+            "INSERT INTO dedup_ledger
+                 (pixel_id, event_name, event_id, first_seen_ms, last_seen_ms, first_source, sources, duplicates)
+             VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, 0)
+             ON CONFLICT (pixel_id, event_name, event_id) DO UPDATE SET
+                 first_seen_ms = excluded.first_seen_ms,
+                 last_seen_ms = excluded.last_seen_ms,
+                 first_source = excluded.first_source,
+                 sources = excluded.sources,
+                 duplicates = 0",
+        )
+        .map_err(sql_error)?;
+    let mut insert = conn
+        .prepare_cached(
+            "INSERT INTO queue
+                 (pixel_id, event_name, event_id, event_time, source, test_event_code,
+                  enqueued_ms, due_ms, hold_until_ms, payload)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )
+        .map_err(sql_error)?;
+    let mut insert_key = conn
+        .prepare_cached("INSERT OR IGNORE INTO queue_user_keys (row_id, user_key) VALUES (?1, ?2)")
+        .map_err(sql_error)?;
+
+    let mut deltas = CounterDeltas::default();
+    let mut outcomes = Vec::with_capacity(events.len());
+    for event in events {
+        if !event.event_id.is_empty() {
+            let seen: Option<(i64, EventSource)> = lookup
+                .query_row(
+                    params![event.pixel_id, event.event_name, event.event_id],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()
+                .map_err(sql_error)?;
+            if let Some((first_seen_ms, first_source)) = seen
+                && first_seen_ms.saturating_add(dedup_window_ms) > now_ms
+            {
+                mark_duplicate
+                    .execute(params![
+                        event.pixel_id,
+                        event.event_name,
+                        event.event_id,
+                        event.source.bit(),
+                        now_ms
+                    ])
+                    .map_err(sql_error)?;
+                deltas.pixel(&event.pixel_id).duplicates += 1;
+                outcomes.push(EnqueueOutcome::Duplicate {
+                    first_source,
+                    first_seen_ms,
+                });
+                continue;
+            }
+            start_entry
+                .execute(params![
+                    event.pixel_id,
+                    event.event_name,
+                    event.event_id,
+                    now_ms,
+                    event.source,
+                    event.source.bit()
+                ])
+                .map_err(sql_error)?;
+        }
+
+        // A hold that has already passed is no hold: keep the column NULL so
+        // the partial index `queue_by_hold` holds only real holds.
+        let hold_until_ms = event.hold_until_ms.filter(|hold| *hold > now_ms);
+        let due_ms = hold_until_ms.unwrap_or(now_ms);
+        insert
+            .execute(params![
+                event.pixel_id,
+                event.event_name,
+                event.event_id,
+                event.event_time,
+                event.source,
+                event.test_event_code,
+                now_ms,
+                due_ms,
+                hold_until_ms,
+                event.payload
+            ])
+            .map_err(sql_error)?;
+        let row_id = conn.last_insert_rowid();
+        for key in &event.user_keys {
+            insert_key.execute(params![row_id, key]).map_err(sql_error)?;
+        }
+        deltas.pixel(&event.pixel_id).queued += 1;
+        outcomes.push(EnqueueOutcome::Queued {
+            id: EventRowId::from_raw(row_id),
+        });
+    }
+    deltas.flush(conn)?;
+    Ok(outcomes)
+}
+
+/// See [`Store::lease`](crate::Store::lease).
+pub(crate) fn lease(
+    conn: &Connection,
+    pixel_id: &str,
+    max_events: usize,
+    lease_ms: i64,
+    now_ms: i64,
+) -> Result<Vec<LeasedEvent>, StoreError> {
+    let limit = i64::try_from(max_events).unwrap_or(i64::MAX);
+    let leased_until_ms = now_ms.saturating_add(lease_ms);
+    let mut select = conn
+        .prepare_cached(
+            "SELECT id, pixel_id, event_name, event_id, event_time, source, payload,
+                    attempts, last_error, test_event_code, enqueued_ms
+             FROM queue
+             WHERE pixel_id = ?1 AND due_ms <= ?2
+             ORDER BY due_ms, id
+             LIMIT ?3",
+        )
+        .map_err(sql_error)?;
+    let events = select
+        .query_map(params![pixel_id, now_ms, limit], |row| {
+            Ok(LeasedEvent {
+                id: EventRowId::from_raw(row.get(0)?),
+                pixel_id: row.get(1)?,
+                event_name: row.get(2)?,
+                event_id: row.get(3)?,
+                event_time: row.get(4)?,
+                source: row.get(5)?,
+                payload: row.get(6)?,
+                attempts: attempts_from_sql(row.get(7)?),
+                last_error: row.get(8)?,
+                test_event_code: row.get(9)?,
+                first_enqueued_ms: row.get(10)?,
+            })
+        })
+        .map_err(sql_error)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(sql_error)?;
+
+    let mut mark = conn
+        .prepare_cached(
+            "UPDATE queue SET due_ms = ?2, leased_until_ms = ?2, hold_until_ms = NULL
+             WHERE id = ?1",
+        )
+        .map_err(sql_error)?;
+    for event in &events {
+        mark.execute(params![event.id.raw(), leased_until_ms])
+            .map_err(sql_error)?;
+    }
+    Ok(events)
+}
+
+/// See [`Store::ack`](crate::Store::ack).
+pub(crate) fn ack(conn: &Connection, ids: &[EventRowId], now_ms: i64) -> Result<u64, StoreError> {
+    let mut delete = conn
+        .prepare_cached("DELETE FROM queue WHERE id = ?1 RETURNING pixel_id")
+        .map_err(sql_error)?;
+    let mut delete_keys = conn
+        .prepare_cached("DELETE FROM queue_user_keys WHERE row_id = ?1")
+        .map_err(sql_error)?;
+    let mut deltas = CounterDeltas::default();
+    let mut deleted = 0;
+    for id in dedup_ids(ids) {
+        let pixel: Option<String> = delete
+            .query_row([id], |row| row.get(0))
+            .optional()
+            .map_err(sql_error)?;
+        if let Some(pixel) = pixel {
+            delete_keys.execute([id]).map_err(sql_error)?;
+            let d = deltas.pixel(&pixel);
+            d.queued -= 1;
+            d.delivered += 1;
+            d.last_delivered_ms = Some(now_ms);
+            deleted += 1;
+        }
+    }
+    deltas.flush(conn)?;
+    Ok(deleted)
+}
+
+/// See [`Store::retry`](crate::Store::retry) (`count_attempt`) and
+/// [`Store::release`](crate::Store::release).
+pub(crate) fn reschedule(
+    conn: &Connection,
+    ids: &[EventRowId],
+    due_at_ms: i64,
+    count_attempt: bool,
+    last_error: Option<&str>,
+) -> Result<u64, StoreError> {
+    let last_error = last_error.map(truncate_error);
+    let mut update = conn
+        .prepare_cached(
+            "UPDATE queue SET
+                 due_ms = MAX(?2, COALESCE(hold_until_ms, ?2)),
+                 leased_until_ms = NULL,
+                 attempts = attempts + ?3,
+                 last_error = CASE WHEN ?3 = 1 THEN ?4 ELSE last_error END
+             WHERE id = ?1",
+        )
+        .map_err(sql_error)?;
+    let mut updated = 0;
+    for id in dedup_ids(ids) {
+        updated += update
+            .execute(params![id, due_at_ms, i64::from(count_attempt), last_error])
+            .map_err(sql_error)? as u64;
+    }
+    Ok(updated)
+}
+
+/// See [`Store::dead_letter`](crate::Store::dead_letter).
+pub(crate) fn dead_letter(
+    conn: &Connection,
+    ids: &[EventRowId],
+    reason: &DeadLetterReason,
+    now_ms: i64,
+) -> Result<Vec<DeadLetterId>, StoreError> {
+    let mut copy = conn
+        .prepare_cached(
+            "INSERT INTO dead_letters
+                 (pixel_id, event_name, event_id, event_time, source, test_event_code,
+                  enqueued_ms, attempts, code, message, detail_json, dead_lettered_ms, payload)
+             SELECT pixel_id, event_name, event_id, event_time, source, test_event_code,
+                    enqueued_ms, attempts + 1, ?2, ?3, ?4, ?5, payload
+             FROM queue WHERE id = ?1
+             RETURNING id, pixel_id",
+        )
+        .map_err(sql_error)?;
+    let mut copy_keys = conn
+        .prepare_cached(
+            "INSERT INTO dead_letter_user_keys (row_id, user_key)
+             SELECT ?2, user_key FROM queue_user_keys WHERE row_id = ?1",
+        )
+        .map_err(sql_error)?;
+    let mut delete_keys = conn
+        .prepare_cached("DELETE FROM queue_user_keys WHERE row_id = ?1")
+        .map_err(sql_error)?;
+    let mut delete = conn
+        .prepare_cached("DELETE FROM queue WHERE id = ?1")
+        .map_err(sql_error)?;
+
+    let mut deltas = CounterDeltas::default();
+    let mut moved = Vec::with_capacity(ids.len());
+    for id in dedup_ids(ids) {
+        let copied: Option<(i64, String)> = copy
+            .query_row(
+                params![
+                    id,
+                    reason.code,
+                    reason.message,
+                    reason.detail_json,
+                    now_ms
+                ],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
+            .map_err(sql_error)?;
+        let Some((dead_letter_id, pixel)) = copied else {
+            continue;
+        };
+        copy_keys
+            .execute(params![id, dead_letter_id])
+            .map_err(sql_error)?;
+        delete_keys.execute([id]).map_err(sql_error)?;
+        delete.execute([id]).map_err(sql_error)?;
+        let d = deltas.pixel(&pixel);
+        d.queued -= 1;
+        d.dead_letters += 1;
+        moved.push(DeadLetterId::from_raw(dead_letter_id));
+    }
+    deltas.flush(conn)?;
+    Ok(moved)
+}
+
+/// See [`Store::dlq_replay`](crate::Store::dlq_replay).
+pub(crate) fn dlq_replay(
+    conn: &Connection,
+    ids: &[DeadLetterId],
+    test_event_code: Option<&str>,
+    now_ms: i64,
+) -> Result<u64, StoreError> {
+    let mut copy = conn
+        .prepare_cached(
+            "INSERT INTO queue
+                 (pixel_id, event_name, event_id, event_time, source, test_event_code,
+                  enqueued_ms, due_ms, hold_until_ms, leased_until_ms, attempts, last_error, payload)
+             SELECT pixel_id, event_name, event_id, event_time, source,
+                    COALESCE(?2, test_event_code), enqueued_ms, ?3, NULL, NULL, 0, NULL, payload
+             FROM dead_letters WHERE id = ?1
+             RETURNING id, pixel_id",
+        )
+        .map_err(sql_error)?;
+    let mut copy_keys = conn
+        .prepare_cached(
+            "INSERT INTO queue_user_keys (row_id, user_key)
+             SELECT ?2, user_key FROM dead_letter_user_keys WHERE row_id = ?1",
+        )
+        .map_err(sql_error)?;
+    let mut delete_keys = conn
+        .prepare_cached("DELETE FROM dead_letter_user_keys WHERE row_id = ?1")
+        .map_err(sql_error)?;
+    let mut delete = conn
+        .prepare_cached("DELETE FROM dead_letters WHERE id = ?1")
+        .map_err(sql_error)?;
+
+    let mut deltas = CounterDeltas::default();
+    let mut replayed = 0;
+    for id in dedup_ids(ids) {
+        let copied: Option<(i64, String)> = copy
+            .query_row(params![id, test_event_code, now_ms], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .optional()
+            .map_err(sql_error)?;
+        let Some((row_id, pixel)) = copied else {
+            continue;
+        };
+        copy_keys.execute(params![id, row_id]).map_err(sql_error)?;
+        delete_keys.execute([id]).map_err(sql_error)?;
+        delete.execute([id]).map_err(sql_error)?;
+        let d = deltas.pixel(&pixel);
+        d.queued += 1;
+        d.dead_letters -= 1;
+        replayed += 1;
+    }
+    deltas.flush(conn)?;
+    Ok(replayed)
+}
+
+/// See [`Store::dlq_delete`](crate::Store::dlq_delete).
+pub(crate) fn dlq_delete(conn: &Connection, ids: &[DeadLetterId]) -> Result<u64, StoreError> {
+    let mut delete = conn
+        .prepare_cached("DELETE FROM dead_letters WHERE id = ?1 RETURNING pixel_id")
+        .map_err(sql_error)?;
+    let mut delete_keys = conn
+        .prepare_cached("DELETE FROM dead_letter_user_keys WHERE row_id = ?1")
+        .map_err(sql_error)?;
+    let mut deltas = CounterDeltas::default();
+    let mut deleted = 0;
+    for id in dedup_ids(ids) {
+        let pixel: Option<String> = delete
+            .query_row([id], |row| row.get(0))
+            .optional()
+            .map_err(sql_error)?;
+        if let Some(pixel) = pixel {
+            delete_keys.execute([id]).map_err(sql_error)?;
+            deltas.pixel(&pixel).dead_letters -= 1;
+            deleted += 1;
+        }
+    }
+    deltas.flush(conn)?;
+    Ok(deleted)
+}
+
+/// One bounded step of [`Store::purge`](crate::Store::purge): deletes at most
+/// `limit` ledger entries first seen at or before `cutoff_ms`.
+pub(crate) fn purge_ledger_batch(
+    conn: &Connection,
+    cutoff_ms: i64,
+    limit: usize,
+) -> Result<u64, StoreError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut delete = conn
+        .prepare_cached(
+            "DELETE FROM dedup_ledger
+             WHERE (pixel_id, event_name, event_id) IN (
+                 SELECT pixel_id, event_name, event_id FROM dedup_ledger
+                 WHERE first_seen_ms <= ?1
+                 LIMIT ?2)",
+        )
+        .map_err(sql_error)?;
+    Ok(delete.execute(params![cutoff_ms, limit]).map_err(sql_error)? as u64)
+}
+
+/// See [`Store::forget`](crate::Store::forget).
+pub(crate) fn forget(conn: &Connection, user_keys: &[String]) -> Result<ForgetReport, StoreError> {
+    let mut report = ForgetReport::default();
+    let mut deltas = CounterDeltas::default();
+    let mut ledger_keys: BTreeSet<(String, String, String)> = BTreeSet::new();
+
+    // Collect first, then delete: never mutate a table under an open cursor on it.
+    let queue_ids = rows_with_keys(conn, "queue_user_keys", user_keys)?;
+    let dead_letter_ids = rows_with_keys(conn, "dead_letter_user_keys", user_keys)?;
+
+    for (table, keys_table, ids) in [
+        ("queue", "queue_user_keys", &queue_ids),
+        ("dead_letters", "dead_letter_user_keys", &dead_letter_ids),
+    ] {
+        let mut delete = conn
+            .prepare_cached(&format!(
+                "DELETE FROM {table} WHERE id = ?1 RETURNING pixel_id, event_name, event_id"
+            ))
+            .map_err(sql_error)?;
+        let mut delete_keys = conn
+            .prepare_cached(&format!("DELETE FROM {keys_table} WHERE row_id = ?1"))
+            .map_err(sql_error)?;
+        for id in ids {
+            let deleted: Option<(String, String, String)> = delete
+                .query_row([id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+                .optional()
+                .map_err(sql_error)?;
+            delete_keys.execute([id]).map_err(sql_error)?;
+            let Some(key) = deleted else { continue };
+            let d = deltas.pixel(&key.0);
+            if table == "queue" {
+                d.queued -= 1;
+                report.queued += 1;
+            } else {
+                d.dead_letters -= 1;
+                report.dead_letters += 1;
+            }
+            if !key.2.is_empty() {
+                ledger_keys.insert(key);
+            }
+        }
+    }
+
+    let mut delete_entry = conn
+        .prepare_cached(
+            "DELETE FROM dedup_ledger WHERE pixel_id = ?1 AND event_name = ?2 AND event_id = ?3",
+        )
+        .map_err(sql_error)?;
+    for (pixel_id, event_name, event_id) in &ledger_keys {
+        report.ledger += delete_entry
+            .execute(params![pixel_id, event_name, event_id])
+            .map_err(sql_error)? as u64;
+    }
+    deltas.flush(conn)?;
+    Ok(report)
+}
+
+/// Bumps `store_meta.writable_probe`: a real write, so the commit that
+/// follows proves the file, the disk and the lock are usable.
+pub(crate) fn probe(conn: &Connection) -> Result<(), StoreError> {
+    conn.prepare_cached("UPDATE store_meta SET value = value + 1 WHERE key = 'writable_probe'")
+        .map_err(sql_error)?
+        .execute([])
+        .map_err(sql_error)?;
+    Ok(())
+}
+
+/// The distinct row ids of `keys_table` that carry any of `user_keys`.
+fn rows_with_keys(
+    conn: &Connection,
+    keys_table: &str,
+    user_keys: &[String],
+) -> Result<BTreeSet<i64>, StoreError> {
+    let mut select = conn
+        .prepare_cached(&format!(
+            "SELECT row_id FROM {keys_table} WHERE user_key = ?1"
+        ))
+        .map_err(sql_error)?;
+    let mut ids = BTreeSet::new();
+    for key in user_keys {
+        let rows = select
+            .query_map([key], |row| row.get::<_, i64>(0))
+            .map_err(sql_error)?;
+        for id in rows {
+            ids.insert(id.map_err(sql_error)?);
+        }
+    }
+    Ok(ids)
+}
+
+/// The raw ids, each once, in first-seen order (so a repeated id in one
+/// call is not counted twice).
+fn dedup_ids<I: Copy + Into<RawId>>(ids: &[I]) -> Vec<i64> {
+    let mut seen = BTreeSet::new();
+    ids.iter()
+        .map(|id| (*id).into().0)
+        .filter(|raw| seen.insert(*raw))
+        .collect()
+}
+
+/// A backend row id, whichever table it belongs to.
+struct RawId(i64);
+
+impl From<EventRowId> for RawId {
+    fn from(id: EventRowId) -> Self {
+        RawId(id.raw())
+    }
+}
+
+impl From<DeadLetterId> for RawId {
+    fn from(id: DeadLetterId) -> Self {
+        RawId(id.raw())
+    }
+}
+
+/// `attempts` as stored (i64) to the API's u32, saturating.
+pub(crate) fn attempts_from_sql(raw: i64) -> u32 {
+    u32::try_from(raw.max(0)).unwrap_or(u32::MAX)
+}
+
+fn truncate_error(message: &str) -> &str {
+    if message.len() <= MAX_LAST_ERROR_BYTES {
+        return message;
+    }
+    let mut end = MAX_LAST_ERROR_BYTES;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    &message[..end]
+}

@@ -1,0 +1,329 @@
+//! Read-only queries, on a small pool of connections separate from the writer.
+//!
+//! In WAL mode readers never block the writer and see the last committed
+//! state. Every query here is bounded: `stats` and `due_pixels` cost one
+//! index seek per pixel plus the leased/held rows (partial indexes), never a
+//! scan of the backlog; `dlq_list` is a keyset page. Callers run these on
+//! tokio's blocking pool (`spawn_blocking`), never on a runtime thread.
+//!
+//! Connections are opened lazily, set `query_only`, and at most
+//! `max_idle` are kept between calls.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::types::Value;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params, params_from_iter};
+
+use super::ops::attempts_from_sql;
+use super::sql_error;
+use crate::{
+    DeadLetter, DeadLetterId, DedupReportRow, DlqFilter, EventSource, LedgerEntry, PixelStats,
+    SourceSet, StoreError, StoreStats,
+};
+
+/// A lazily grown set of read connections to one database file.
+pub(crate) struct ReadPool {
+    path: PathBuf,
+    busy_timeout: Duration,
+    max_idle: usize,
+    idle: Mutex<Vec<Connection>>,
+}
+
+// === impl ReadPool ===
+
+impl ReadPool {
+    pub(crate) fn new(path: PathBuf, busy_timeout: Duration, max_idle: usize) -> Self {
+        ReadPool {
+            path,
+            busy_timeout,
+            max_idle: max_idle.max(1),
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Runs `f` on a pooled connection. Blocking: call from `spawn_blocking`.
+    pub(crate) fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let pooled = self
+            .idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .pop();
+        let mut conn = match pooled {
+            Some(conn) => conn,
+            None => self.open()?,
+        };
+        let result = f(&mut conn);
+        // A connection left inside a transaction by an error is not reused.
+        if conn.is_autocommit() {
+            let mut idle = self
+                .idle
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if idle.len() < self.max_idle {
+                idle.push(conn);
+            }
+        }
+        result
+    }
+
+    fn open(&self) -> Result<Connection, StoreError> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_URI
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(sql_error)?;
+        conn.busy_timeout(self.busy_timeout).map_err(sql_error)?;
+        conn.pragma_update(None, "query_only", true)
+            .map_err(sql_error)?;
+        conn.set_prepared_statement_cache_capacity(32);
+        Ok(conn)
+    }
+}
+
+/// See [`Store::due_pixels`](crate::Store::due_pixels).
+pub(crate) fn due_pixels(conn: &mut Connection, now_ms: i64) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT p.pixel_id FROM pixel_counters AS p
+             WHERE p.queued > 0
+               AND EXISTS (SELECT 1 FROM queue AS q
+                           WHERE q.pixel_id = p.pixel_id AND q.due_ms <= ?1)
+             ORDER BY p.pixel_id",
+        )
+        .map_err(sql_error)?;
+    stmt.query_map([now_ms], |row| row.get(0))
+        .map_err(sql_error)?
+        .collect::<Result<Vec<String>, _>>()
+        .map_err(sql_error)
+}
+
+/// See [`Store::stats`](crate::Store::stats). One read transaction, so the
+/// numbers are a consistent snapshot.
+pub(crate) fn stats(conn: &mut Connection, now_ms: i64) -> Result<StoreStats, StoreError> {
+    let tx = conn.transaction().map_err(sql_error)?;
+    let mut per_pixel: Vec<PixelStats> = {
+        let mut stmt = tx
+            .prepare_cached(
+                "SELECT p.pixel_id, p.queued, p.dead_letters, p.delivered_total,
+                        p.duplicates_total, p.last_delivered_ms,
+                        (SELECT MIN(q.due_ms) FROM queue AS q WHERE q.pixel_id = p.pixel_id)
+                 FROM pixel_counters AS p
+                 ORDER BY p.pixel_id",
+            )
+            .map_err(sql_error)?;
+        stmt.query_map([], |row| {
+            Ok(PixelStats {
+                pixel_id: row.get(0)?,
+                queued: count_from_sql(row.get(1)?),
+                dead_letters: count_from_sql(row.get(2)?),
+                delivered_total: count_from_sql(row.get(3)?),
+                duplicates_total: count_from_sql(row.get(4)?),
+                last_delivered_ms: row.get(5)?,
+                oldest_due_ms: row.get(6)?,
+                leased: 0,
+                held: 0,
+            })
+        })
+        .map_err(sql_error)?
+        .collect::<Result<_, _>>()
+        .map_err(sql_error)?
+    };
+
+    // Both counts walk a partial index that holds only leased / held rows.
+    for (sql, is_leased) in [
+        (
+            "SELECT pixel_id, COUNT(*) FROM queue
+             WHERE leased_until_ms > ?1 GROUP BY pixel_id",
+            true,
+        ),
+        (
+            "SELECT pixel_id, COUNT(*) FROM queue
+             WHERE hold_until_ms > ?1 GROUP BY pixel_id",
+            false,
+        ),
+    ] {
+        let mut stmt = tx.prepare_cached(sql).map_err(sql_error)?;
+        let rows = stmt
+            .query_map([now_ms], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+            })
+            .map_err(sql_error)?;
+        for row in rows {
+            let (pixel_id, count) = row.map_err(sql_error)?;
+            if let Ok(i) = per_pixel.binary_search_by(|p| p.pixel_id.as_str().cmp(&pixel_id)) {
+                let pixel = &mut per_pixel[i];
+                if is_leased {
+                    pixel.leased = count_from_sql(count);
+                } else {
+                    pixel.held = count_from_sql(count);
+                }
+            }
+        }
+    }
+    tx.finish().map_err(sql_error)?;
+
+    let mut stats = StoreStats::default();
+    for pixel in &per_pixel {
+        stats.queued += pixel.queued;
+        stats.leased += pixel.leased;
+        stats.held += pixel.held;
+        stats.dead_letters += pixel.dead_letters;
+        stats.delivered_total += pixel.delivered_total;
+        stats.duplicates_total += pixel.duplicates_total;
+    }
+    stats.per_pixel = per_pixel;
+    Ok(stats)
+}
+
+/// See [`Store::dlq_list`](crate::Store::dlq_list).
+pub(crate) fn dlq_list(
+    conn: &mut Connection,
+    filter: &DlqFilter,
+) -> Result<Vec<DeadLetter>, StoreError> {
+    let mut conditions: Vec<String> = Vec::new();
+    let mut args: Vec<Value> = Vec::new();
+    let mut bind = |condition: &str, value: Value| {
+        args.push(value);
+        conditions.push(format!("{condition} ?{}", args.len()));
+    };
+    if let Some(pixel_id) = &filter.pixel_id {
+        bind("pixel_id =", Value::Text(pixel_id.clone()));
+    }
+    if let Some(event_name) = &filter.event_name {
+        bind("event_name =", Value::Text(event_name.clone()));
+    }
+    if let Some(code) = &filter.code {
+        bind("code =", Value::Text(code.clone()));
+    }
+    if let Some(since_ms) = filter.since_ms {
+        bind("dead_lettered_ms >=", Value::Integer(since_ms));
+    }
+    if let Some(after_id) = filter.after_id {
+        bind("id >", Value::Integer(after_id.raw()));
+    }
+    args.push(Value::Integer(i64::from(filter.effective_limit())));
+    let where_clause = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    let sql = format!(
+        "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters {where_clause} ORDER BY id LIMIT ?{}",
+        args.len()
+    );
+    // The statement text varies with the filter's shape only (at most 32
+    // shapes), so the statement cache stays small and effective.
+    let mut stmt = conn.prepare_cached(&sql).map_err(sql_error)?;
+    stmt.query_map(params_from_iter(args), dead_letter_from_row)
+        .map_err(sql_error)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(sql_error)
+}
+
+/// See [`Store::dlq_get`](crate::Store::dlq_get).
+pub(crate) fn dlq_get(
+    conn: &mut Connection,
+    id: DeadLetterId,
+) -> Result<Option<DeadLetter>, StoreError> {
+    conn.prepare_cached(&format!(
+        "SELECT {DEAD_LETTER_COLUMNS} FROM dead_letters WHERE id = ?1"
+    ))
+    .map_err(sql_error)?
+    .query_row([id.raw()], dead_letter_from_row)
+    .optional()
+    .map_err(sql_error)
+}
+
+/// See [`Store::dedup_lookup`](crate::Store::dedup_lookup).
+pub(crate) fn dedup_lookup(
+    conn: &mut Connection,
+    key: (&str, &str, &str),
+    live_after_ms: i64,
+) -> Result<Option<LedgerEntry>, StoreError> {
+    conn.prepare_cached(
+        "SELECT pixel_id, event_name, event_id, first_source, sources,
+                first_seen_ms, last_seen_ms, duplicates
+         FROM dedup_ledger
+         WHERE pixel_id = ?1 AND event_name = ?2 AND event_id = ?3 AND first_seen_ms > ?4",
+    )
+    .map_err(sql_error)?
+    .query_row(params![key.0, key.1, key.2, live_after_ms], |row| {
+        Ok(LedgerEntry {
+            pixel_id: row.get(0)?,
+            event_name: row.get(1)?,
+            event_id: row.get(2)?,
+            first_source: row.get(3)?,
+            sources: source_set_from_sql(row.get(4)?),
+            first_seen_ms: row.get(5)?,
+            last_seen_ms: row.get(6)?,
+            duplicates: count_from_sql(row.get(7)?),
+        })
+    })
+    .optional()
+    .map_err(sql_error)
+}
+
+/// See [`Store::dedup_report`](crate::Store::dedup_report).
+pub(crate) fn dedup_report(
+    conn: &mut Connection,
+    pixel_id: Option<&str>,
+    live_after_ms: i64,
+) -> Result<Vec<DedupReportRow>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT pixel_id, sources, COUNT(*), SUM(duplicates)
+             FROM dedup_ledger
+             WHERE first_seen_ms > ?1 AND (?2 IS NULL OR pixel_id = ?2)
+             GROUP BY pixel_id, sources
+             ORDER BY pixel_id, sources",
+        )
+        .map_err(sql_error)?;
+    stmt.query_map(params![live_after_ms, pixel_id], |row| {
+        Ok(DedupReportRow {
+            pixel_id: row.get(0)?,
+            sources: source_set_from_sql(row.get(1)?),
+            keys: count_from_sql(row.get(2)?),
+            duplicates: count_from_sql(row.get(3)?),
+        })
+    })
+    .map_err(sql_error)?
+    .collect::<Result<Vec<_>, _>>()
+    .map_err(sql_error)
+}
+
+const DEAD_LETTER_COLUMNS: &str = "id, pixel_id, event_name, event_id, event_time, source, payload, \
+     attempts, test_event_code, enqueued_ms, code, message, detail_json, dead_lettered_ms";
+
+fn dead_letter_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<DeadLetter> {
+    Ok(DeadLetter {
+        id: DeadLetterId::from_raw(row.get(0)?),
+        pixel_id: row.get(1)?,
+        event_name: row.get(2)?,
+        event_id: row.get(3)?,
+        event_time: row.get(4)?,
+        source: row.get::<_, EventSource>(5)?,
+        payload: row.get(6)?,
+        attempts: attempts_from_sql(row.get(7)?),
+        test_event_code: row.get(8)?,
+        first_enqueued_ms: row.get(9)?,
+        code: row.get(10)?,
+        message: row.get(11)?,
+        detail_json: row.get(12)?,
+        dead_lettered_ms: row.get(13)?,
+    })
+}
+
+fn count_from_sql(raw: i64) -> u64 {
+    u64::try_from(raw).unwrap_or(0)
+}
+
+fn source_set_from_sql(raw: i64) -> SourceSet {
+    SourceSet::from_bits(u8::try_from(raw & 0xff).unwrap_or(0))
+}

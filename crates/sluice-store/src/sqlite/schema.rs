@@ -1,0 +1,185 @@
+//! The SQLite on-disk format, and its migration.
+//!
+//! # Format (schema version 1)
+//!
+//! The file is marked with `PRAGMA application_id = 0x736c6963` ("slic") and
+//! versioned with `PRAGMA user_version`. Opening a file with another
+//! application id, or with tables but no version, fails with
+//! `StoreError::Corrupt`; a newer version fails with `SchemaTooNew`.
+//!
+//! - `queue`: one row per event waiting for delivery. `id` is
+//!   `AUTOINCREMENT`, so ids are never reused and grow with arrival.
+//!   `due_ms` is the single instant at which the row may next be leased: on
+//!   enqueue `max(now, hold_until)`, on lease the lease expiry, on retry
+//!   the next attempt. Leasing is therefore one range scan of
+//!   `queue_by_pixel_due (pixel_id, due_ms, id)`, whatever the backlog, and a
+//!   crashed worker's rows come back by themselves once `due_ms` passes.
+//!   `leased_until_ms` and `hold_until_ms` are kept (and indexed partially,
+//!   non-NULL only) only so that `stats` can count leased and held rows
+//!   without scanning. A lease clears `hold_until_ms`.
+//! - `queue_user_keys (row_id, user_key)`: the hashed identifiers of each
+//!   queued event, indexed by key for `forget`.
+//! - `dead_letters` / `dead_letter_user_keys`: the same for the DLQ, plus
+//!   the reason. Their ids are a separate sequence.
+//! - `dedup_ledger`: one row per key `(pixel_id, event_name, event_id)`
+//!   first seen within the window; `sources` is a bitmask of
+//!   `EventSource::bit`. `first_seen_ms` is indexed for `purge`.
+//! - `pixel_counters`: per pixel, maintained in the same transactions as
+//!   the rows they count: `queued`, `dead_letters`, the monotonic
+//!   `delivered_total` / `duplicates_total`, `last_delivered_ms`. `stats`
+//!   reads these instead of `COUNT(*)` over millions of rows.
+//! - `store_meta (key, value)`: `writable_probe` is bumped by `check_writable`.
+//!
+//! Sources are stored as their text name so that the `sqlite3` shell is
+//! readable for operators; payloads are BLOBs and stay opaque.
+
+use rusqlite::Connection;
+
+use super::sql_error;
+use crate::StoreError;
+
+/// `PRAGMA application_id` of a sluice store ("slic").
+pub(crate) const APPLICATION_ID: i64 = 0x736c_6963;
+
+/// The schema version this build writes and understands.
+pub(crate) const SCHEMA_VERSION: i64 = 1;
+
+/// Version 1: the whole schema described in the module header.
+const SCHEMA_V1: &str = r#"
+CREATE TABLE queue (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    pixel_id         TEXT    NOT NULL,
+    event_name       TEXT    NOT NULL,
+    event_id         TEXT    NOT NULL,
+    event_time       INTEGER NOT NULL,
+    source           TEXT    NOT NULL,
+    test_event_code  TEXT,
+    enqueued_ms      INTEGER NOT NULL,
+    due_ms           INTEGER NOT NULL,
+    hold_until_ms    INTEGER,
+    leased_until_ms  INTEGER,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    last_error       TEXT,
+    payload          BLOB    NOT NULL
+);
+CREATE INDEX queue_by_pixel_due ON queue (pixel_id, due_ms, id);
+CREATE INDEX queue_by_lease ON queue (leased_until_ms) WHERE leased_until_ms IS NOT NULL;
+CREATE INDEX queue_by_hold ON queue (hold_until_ms) WHERE hold_until_ms IS NOT NULL;
+
+CREATE TABLE queue_user_keys (
+    row_id   INTEGER NOT NULL,
+    user_key TEXT    NOT NULL,
+    PRIMARY KEY (row_id, user_key)
+) WITHOUT ROWID;
+CREATE INDEX queue_user_keys_by_key ON queue_user_keys (user_key);
+
+CREATE TABLE dead_letters (
+    id                INTEGER PRIMARY KEY AUTOINCREMENT,
+    pixel_id          TEXT    NOT NULL,
+    event_name        TEXT    NOT NULL,
+    event_id          TEXT    NOT NULL,
+    event_time        INTEGER NOT NULL,
+    source            TEXT    NOT NULL,
+    test_event_code   TEXT,
+    enqueued_ms       INTEGER NOT NULL,
+    attempts          INTEGER NOT NULL,
+    code              TEXT    NOT NULL,
+    message           TEXT    NOT NULL,
+    detail_json       TEXT,
+    dead_lettered_ms  INTEGER NOT NULL,
+    payload           BLOB    NOT NULL
+);
+CREATE INDEX dead_letters_by_pixel ON dead_letters (pixel_id, id);
+
+CREATE TABLE dead_letter_user_keys (
+    row_id   INTEGER NOT NULL,
+    user_key TEXT    NOT NULL,
+    PRIMARY KEY (row_id, user_key)
+) WITHOUT ROWID;
+CREATE INDEX dead_letter_user_keys_by_key ON dead_letter_user_keys (user_key);
+
+CREATE TABLE dedup_ledger (
+    pixel_id       TEXT    NOT NULL,
+    event_name     TEXT    NOT NULL,
+    event_id       TEXT    NOT NULL,
+    first_seen_ms  INTEGER NOT NULL,
+    last_seen_ms   INTEGER NOT NULL,
+    first_source   TEXT    NOT NULL,
+    sources        INTEGER NOT NULL,
+    duplicates     INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (pixel_id, event_name, event_id)
+) WITHOUT ROWID;
+CREATE INDEX dedup_ledger_by_first_seen ON dedup_ledger (first_seen_ms);
+
+CREATE TABLE pixel_counters (
+    pixel_id           TEXT    PRIMARY KEY,
+    queued             INTEGER NOT NULL DEFAULT 0,
+    dead_letters       INTEGER NOT NULL DEFAULT 0,
+    delivered_total    INTEGER NOT NULL DEFAULT 0,
+    duplicates_total   INTEGER NOT NULL DEFAULT 0,
+    last_delivered_ms  INTEGER
+) WITHOUT ROWID;
+
+CREATE TABLE store_meta (
+    key   TEXT    PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO store_meta (key, value) VALUES ('writable_probe', 0);
+"#;
+
+/// Brings the file at `conn` to [`SCHEMA_VERSION`], in one transaction.
+///
+/// Runs on the writer connection before anything else touches the file.
+/// Safe against a concurrent opener: `BEGIN IMMEDIATE` takes the write lock
+/// before the version is read.
+pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(sql_error)?;
+
+    let application_id: i64 = tx
+        .query_row("PRAGMA application_id", [], |row| row.get(0))
+        .map_err(sql_error)?;
+    let version: i64 = tx
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(sql_error)?;
+    let tables: i64 = tx
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'table'",
+            [],
+            |row| row.get(0),
+        )
+        .map_err(sql_error)?;
+
+    if application_id != 0 && application_id != APPLICATION_ID {
+        return Err(StoreError::Corrupt {
+            message: format!("file has application_id {application_id:#x}, not a sluice store"),
+        });
+    }
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if version == 0 && tables > 0 {
+        return Err(StoreError::Corrupt {
+            message: "file has tables but no sluice schema version".to_owned(),
+        });
+    }
+
+    if version < 1 {
+        tx.execute_batch(SCHEMA_V1).map_err(sql_error)?;
+    }
+    // Future versions: `if version < 2 { tx.execute_batch(SCHEMA_V2_DELTA) }`.
+
+    if version < SCHEMA_VERSION {
+        // PRAGMAs take no bound parameters; both values are constants.
+        tx.execute_batch(&format!(
+            "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
+        ))
+        .map_err(sql_error)?;
+        tracing::info!(from = version, to = SCHEMA_VERSION, "migrated sqlite store schema");
+    }
+    tx.commit().map_err(sql_error)
+}

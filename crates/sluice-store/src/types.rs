@@ -1,0 +1,573 @@
+//! The values that cross the [`Store`](crate::Store) trait.
+//!
+//! Everything here is backend-independent. Times are Unix milliseconds
+//! (`*_ms`) except `event_time`, which is Unix seconds because that is what
+//! Meta's API carries. Payloads are opaque bytes: the Graph JSON of an event
+//! whose personal data has already been hashed. The store never parses them,
+//! never logs them, and never puts them in an error.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{DeadLetterId, EventRowId};
+
+/// The dedup window Meta applies between the browser pixel and CAPI: 48 hours.
+pub const DEFAULT_DEDUP_WINDOW_MS: i64 = 48 * 60 * 60 * 1000;
+
+/// Page size of [`Store::dlq_list`](crate::Store::dlq_list) when the filter sets none.
+pub const DEFAULT_DLQ_LIMIT: u32 = 100;
+
+/// Largest page [`Store::dlq_list`](crate::Store::dlq_list) returns, whatever the filter asks.
+pub const MAX_DLQ_LIMIT: u32 = 10_000;
+
+/// Which ingest path an event came through. Recorded per event and, as a
+/// set, per dedup-ledger key (the dedup report shows which paths saw the
+/// same event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventSource {
+    /// `/collect`, sent by sluice.js in the browser.
+    Browser,
+    /// `/v1/events`, sent by a shop/CRM backend or a webhook.
+    Backend,
+    /// `/{ver}/{pixel}/events`, the Graph-API-compatible endpoint.
+    Graph,
+    /// `sluice import` of an offline file.
+    Import,
+}
+
+/// The text given to `EventSource::from_str` names no source.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown event source (expected browser, backend, graph or import)")]
+pub struct ParseSourceError;
+
+// === impl EventSource ===
+
+impl EventSource {
+    /// Every source, in bit order.
+    pub const ALL: [EventSource; 4] = [
+        EventSource::Browser,
+        EventSource::Backend,
+        EventSource::Graph,
+        EventSource::Import,
+    ];
+
+    /// The stable lowercase name, used on disk, in JSON and in metrics labels.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EventSource::Browser => "browser",
+            EventSource::Backend => "backend",
+            EventSource::Graph => "graph",
+            EventSource::Import => "import",
+        }
+    }
+
+    /// The bit of this source in a [`SourceSet`]; part of the on-disk format
+    /// of every backend, so never renumber.
+    pub const fn bit(self) -> u8 {
+        match self {
+            EventSource::Browser => 1,
+            EventSource::Backend => 2,
+            EventSource::Graph => 4,
+            EventSource::Import => 8,
+        }
+    }
+}
+
+impl fmt::Display for EventSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for EventSource {
+    type Err = ParseSourceError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        EventSource::ALL
+            .into_iter()
+            .find(|source| source.as_str() == s)
+            .ok_or(ParseSourceError)
+    }
+}
+
+/// A set of [`EventSource`]s, stored as a bitmask (see [`EventSource::bit`]).
+/// Serializes as a list of source names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(into = "Vec<EventSource>", from = "Vec<EventSource>")]
+pub struct SourceSet(u8);
+
+// === impl SourceSet ===
+
+impl SourceSet {
+    /// The empty set.
+    pub const EMPTY: SourceSet = SourceSet(0);
+
+    /// Rebuilds a set from its stored mask; unknown bits are dropped.
+    pub const fn from_bits(bits: u8) -> Self {
+        SourceSet(bits & 0x0f)
+    }
+
+    /// The stored mask.
+    pub const fn bits(self) -> u8 {
+        self.0
+    }
+
+    /// Adds a source.
+    pub fn insert(&mut self, source: EventSource) {
+        self.0 |= source.bit();
+    }
+
+    /// This set plus one source.
+    pub const fn with(self, source: EventSource) -> Self {
+        SourceSet(self.0 | source.bit())
+    }
+
+    /// Whether the set holds `source`.
+    pub const fn contains(self, source: EventSource) -> bool {
+        self.0 & source.bit() != 0
+    }
+
+    /// Whether the set is empty.
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The sources in the set, in bit order.
+    pub fn iter(self) -> impl Iterator<Item = EventSource> {
+        EventSource::ALL
+            .into_iter()
+            .filter(move |source| self.contains(*source))
+    }
+}
+
+impl From<SourceSet> for Vec<EventSource> {
+    fn from(set: SourceSet) -> Self {
+        set.iter().collect()
+    }
+}
+
+impl From<Vec<EventSource>> for SourceSet {
+    fn from(sources: Vec<EventSource>) -> Self {
+        sources.into_iter().collect()
+    }
+}
+
+impl FromIterator<EventSource> for SourceSet {
+    fn from_iter<I: IntoIterator<Item = EventSource>>(iter: I) -> Self {
+        let mut set = SourceSet::EMPTY;
+        for source in iter {
+            set.insert(source);
+        }
+        set
+    }
+}
+
+impl fmt::Display for SourceSet {
+    /// `browser+backend`, or `-` for the empty set.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_empty() {
+            return f.write_str("-");
+        }
+        for (i, source) in self.iter().enumerate() {
+            if i > 0 {
+                f.write_str("+")?;
+            }
+            f.write_str(source.as_str())?;
+        }
+        Ok(())
+    }
+}
+
+/// One event handed to [`Store::enqueue`](crate::Store::enqueue), already
+/// normalized, hashed and consented.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewEvent {
+    /// The Meta pixel (dataset) the event goes to; delivery lanes are per pixel.
+    pub pixel_id: String,
+    /// `event_name`, part of the dedup key.
+    pub event_name: String,
+    /// `event_id`, part of the dedup key. An empty string opts the event out
+    /// of deduplication (it is queued and never recorded in the ledger),
+    /// because an empty id would otherwise make every such event a duplicate
+    /// of the first.
+    pub event_id: String,
+    /// `event_time`, Unix seconds, as Meta wants it.
+    pub event_time: i64,
+    /// The ingest path that produced the event.
+    pub source: EventSource,
+    /// The hashed event's Graph JSON; opaque to the store.
+    pub payload: Vec<u8>,
+    /// SHA-256 hex digests of the event's em/ph/external_id, so that
+    /// `forget` can find it. Compared as exact strings: pass lowercase hex.
+    pub user_keys: Vec<String>,
+    /// Meta's `test_event_code`, sent with the batch for the Test Events tool.
+    pub test_event_code: Option<String>,
+    /// Not deliverable before this instant (identity-merge window); `None`
+    /// means due at once.
+    pub hold_until_ms: Option<i64>,
+}
+
+impl fmt::Debug for NewEvent {
+    /// Leaves out the payload and the user keys: they must never reach a log.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewEvent")
+            .field("pixel_id", &self.pixel_id)
+            .field("event_name", &self.event_name)
+            .field("event_id", &self.event_id)
+            .field("event_time", &self.event_time)
+            .field("source", &self.source)
+            .field("payload_len", &self.payload.len())
+            .field("user_keys", &self.user_keys.len())
+            .field("test_event_code", &self.test_event_code)
+            .field("hold_until_ms", &self.hold_until_ms)
+            .finish()
+    }
+}
+
+/// What happened to one event given to [`Store::enqueue`](crate::Store::enqueue).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum EnqueueOutcome {
+    /// Committed to the queue.
+    Queued {
+        /// The queue row, for logs and tests.
+        id: EventRowId,
+    },
+    /// The (pixel_id, event_name, event_id) key was seen within the dedup
+    /// window (possibly earlier in the same batch); nothing was queued.
+    Duplicate {
+        /// The source that sent the key first.
+        first_source: EventSource,
+        /// When the key was first seen.
+        first_seen_ms: i64,
+    },
+}
+
+// === impl EnqueueOutcome ===
+
+impl EnqueueOutcome {
+    /// The queue row if the event was queued.
+    pub fn queued_id(&self) -> Option<EventRowId> {
+        match self {
+            EnqueueOutcome::Queued { id } => Some(*id),
+            EnqueueOutcome::Duplicate { .. } => None,
+        }
+    }
+
+    /// Whether the event was rejected as a duplicate.
+    pub fn is_duplicate(&self) -> bool {
+        matches!(self, EnqueueOutcome::Duplicate { .. })
+    }
+}
+
+/// An event handed to a delivery worker by [`Store::lease`](crate::Store::lease).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeasedEvent {
+    /// Pass back to `ack` / `retry` / `release` / `dead_letter`.
+    pub id: EventRowId,
+    /// The pixel the event goes to.
+    pub pixel_id: String,
+    /// `event_name`.
+    pub event_name: String,
+    /// `event_id`.
+    pub event_id: String,
+    /// `event_time`, Unix seconds.
+    pub event_time: i64,
+    /// The ingest path.
+    pub source: EventSource,
+    /// The hashed Graph JSON, as enqueued.
+    pub payload: Vec<u8>,
+    /// Failed delivery attempts so far (each `retry` adds one); 0 on the first try.
+    pub attempts: u32,
+    /// The `last_error` given to the latest `retry`, if any.
+    pub last_error: Option<String>,
+    /// Meta's `test_event_code`, if the event carries one.
+    pub test_event_code: Option<String>,
+    /// When the event was first enqueued (kept across a DLQ replay), for lag metrics.
+    pub first_enqueued_ms: i64,
+}
+
+impl fmt::Debug for LeasedEvent {
+    /// Leaves out the payload.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LeasedEvent")
+            .field("id", &self.id)
+            .field("pixel_id", &self.pixel_id)
+            .field("event_name", &self.event_name)
+            .field("event_id", &self.event_id)
+            .field("event_time", &self.event_time)
+            .field("source", &self.source)
+            .field("payload_len", &self.payload.len())
+            .field("attempts", &self.attempts)
+            .field("last_error", &self.last_error)
+            .field("test_event_code", &self.test_event_code)
+            .field("first_enqueued_ms", &self.first_enqueued_ms)
+            .finish()
+    }
+}
+
+/// Why an event was moved to the dead-letter queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetterReason {
+    /// A stable machine-readable code (e.g. a Graph error code/subcode pair or
+    /// `max_attempts`), used by `dlq list --code`.
+    pub code: String,
+    /// A short human-readable explanation. Must not contain personal data.
+    pub message: String,
+    /// Optional structured detail (e.g. Graph's error object), as JSON text.
+    pub detail_json: Option<String>,
+}
+
+/// One entry of the dead-letter queue.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// Pass to `dlq_get` / `dlq_replay` / `dlq_delete`.
+    pub id: DeadLetterId,
+    /// The pixel the event was going to.
+    pub pixel_id: String,
+    /// `event_name`.
+    pub event_name: String,
+    /// `event_id`.
+    pub event_id: String,
+    /// `event_time`, Unix seconds.
+    pub event_time: i64,
+    /// The ingest path.
+    pub source: EventSource,
+    /// The hashed Graph JSON, as enqueued.
+    pub payload: Vec<u8>,
+    /// Delivery attempts made, counting the one that led to dead-lettering.
+    pub attempts: u32,
+    /// Meta's `test_event_code`, if the event carries one.
+    pub test_event_code: Option<String>,
+    /// When the event was first enqueued.
+    pub first_enqueued_ms: i64,
+    /// [`DeadLetterReason::code`].
+    pub code: String,
+    /// [`DeadLetterReason::message`].
+    pub message: String,
+    /// [`DeadLetterReason::detail_json`].
+    pub detail_json: Option<String>,
+    /// When the event was dead-lettered.
+    pub dead_lettered_ms: i64,
+}
+
+impl fmt::Debug for DeadLetter {
+    /// Leaves out the payload.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeadLetter")
+            .field("id", &self.id)
+            .field("pixel_id", &self.pixel_id)
+            .field("event_name", &self.event_name)
+            .field("event_id", &self.event_id)
+            .field("event_time", &self.event_time)
+            .field("source", &self.source)
+            .field("payload_len", &self.payload.len())
+            .field("attempts", &self.attempts)
+            .field("test_event_code", &self.test_event_code)
+            .field("first_enqueued_ms", &self.first_enqueued_ms)
+            .field("code", &self.code)
+            .field("message", &self.message)
+            .field("detail_json", &self.detail_json)
+            .field("dead_lettered_ms", &self.dead_lettered_ms)
+            .finish()
+    }
+}
+
+/// Selects dead letters for [`Store::dlq_list`](crate::Store::dlq_list).
+/// All set fields must match; results come in ascending id order, so
+/// `after_id` = the last id of one page gives the next page.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DlqFilter {
+    /// Only this pixel.
+    pub pixel_id: Option<String>,
+    /// Only this event name.
+    pub event_name: Option<String>,
+    /// Only this reason code.
+    pub code: Option<String>,
+    /// Only entries dead-lettered at or after this instant.
+    pub since_ms: Option<i64>,
+    /// Page size; `None` means [`DEFAULT_DLQ_LIMIT`], and anything above
+    /// [`MAX_DLQ_LIMIT`] is clamped.
+    pub limit: Option<u32>,
+    /// Only ids strictly greater than this one (keyset pagination).
+    pub after_id: Option<DeadLetterId>,
+}
+
+// === impl DlqFilter ===
+
+impl DlqFilter {
+    /// The page size after defaulting and clamping.
+    pub fn effective_limit(&self) -> u32 {
+        self.limit
+            .unwrap_or(DEFAULT_DLQ_LIMIT)
+            .min(MAX_DLQ_LIMIT)
+    }
+}
+
+/// One live dedup-ledger entry, for `sluice dedup`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    /// Key part: pixel.
+    pub pixel_id: String,
+    /// Key part: event name.
+    pub event_name: String,
+    /// Key part: event id.
+    pub event_id: String,
+    /// The source that sent the key first (the copy that was queued).
+    pub first_source: EventSource,
+    /// Every source that sent the key within the window.
+    pub sources: SourceSet,
+    /// When the key was first seen; the entry expires at this + the window.
+    pub first_seen_ms: i64,
+    /// When the key was last seen.
+    pub last_seen_ms: i64,
+    /// How many later copies were rejected as duplicates.
+    pub duplicates: u64,
+}
+
+/// One line of the dedup report: live ledger keys of one pixel, grouped by
+/// the set of sources that sent them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DedupReportRow {
+    /// The pixel.
+    pub pixel_id: String,
+    /// The exact set of sources that sent these keys (e.g. browser+backend =
+    /// deduplicated pairs; browser alone = the server never sent it).
+    pub sources: SourceSet,
+    /// How many distinct keys had exactly this source set.
+    pub keys: u64,
+    /// How many duplicate copies those keys received in total.
+    pub duplicates: u64,
+}
+
+/// Queue counters for one pixel, part of [`StoreStats`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PixelStats {
+    /// The pixel.
+    pub pixel_id: String,
+    /// Events in the queue (due, waiting, held or leased).
+    pub queued: u64,
+    /// Of `queued`: under an unexpired lease.
+    pub leased: u64,
+    /// Of `queued`: not yet deliverable because of `hold_until_ms`.
+    pub held: u64,
+    /// Entries in the dead-letter queue.
+    pub dead_letters: u64,
+    /// Events acknowledged as delivered, ever (monotonic: a Prometheus counter).
+    pub delivered_total: u64,
+    /// Events rejected as duplicates, ever (monotonic).
+    pub duplicates_total: u64,
+    /// The earliest instant at which a queued event became (or becomes)
+    /// deliverable; `now - oldest_due_ms` is the delivery lag. `None` if empty.
+    pub oldest_due_ms: Option<i64>,
+    /// The `now_ms` of the latest `ack` for this pixel.
+    pub last_delivered_ms: Option<i64>,
+}
+
+/// A cheap snapshot of the whole store, for `/metrics` and the dashboard.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreStats {
+    /// Events in the queue, all pixels (includes `leased` and `held`).
+    pub queued: u64,
+    /// Of `queued`: under an unexpired lease.
+    pub leased: u64,
+    /// Of `queued`: held back by `hold_until_ms`.
+    pub held: u64,
+    /// Entries in the dead-letter queue.
+    pub dead_letters: u64,
+    /// Events delivered, ever.
+    pub delivered_total: u64,
+    /// Duplicates rejected, ever.
+    pub duplicates_total: u64,
+    /// The same counters per pixel, sorted by pixel id. Pixels that ever had
+    /// an event stay listed (with zeros) so that counters stay monotonic.
+    pub per_pixel: Vec<PixelStats>,
+}
+
+/// What [`Store::purge`](crate::Store::purge) removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PurgeReport {
+    /// Expired dedup-ledger entries deleted.
+    pub ledger: u64,
+    /// How many bounded delete statements it took.
+    pub batches: u32,
+}
+
+/// What [`Store::forget`](crate::Store::forget) removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForgetReport {
+    /// Queued events deleted (including any under lease).
+    pub queued: u64,
+    /// Dead letters deleted.
+    pub dead_letters: u64,
+    /// Dedup-ledger entries of those events deleted.
+    pub ledger: u64,
+}
+
+// === impl ForgetReport ===
+
+impl ForgetReport {
+    /// Events deleted in total.
+    pub fn events(&self) -> u64 {
+        self.queued + self.dead_letters
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_names_round_trip() {
+        for source in EventSource::ALL {
+            assert_eq!(source.as_str().parse::<EventSource>().unwrap(), source);
+            assert_eq!(
+                serde_json::to_string(&source).unwrap(),
+                format!("\"{}\"", source.as_str())
+            );
+        }
+        assert!("Browser".parse::<EventSource>().is_err());
+    }
+
+    #[test]
+    fn source_set_is_a_bitmask() {
+        let set = SourceSet::EMPTY
+            .with(EventSource::Graph)
+            .with(EventSource::Browser);
+        assert_eq!(set.bits(), 0b0101);
+        assert_eq!(set.to_string(), "browser+graph");
+        assert_eq!(serde_json::to_string(&set).unwrap(), r#"["browser","graph"]"#);
+        assert_eq!(SourceSet::from_bits(0xff).bits(), 0x0f);
+        assert_eq!(SourceSet::EMPTY.to_string(), "-");
+    }
+
+    #[test]
+    fn debug_never_shows_payload_or_user_keys() {
+        let event = NewEvent {
+            pixel_id: "1".into(),
+            event_name: "Purchase".into(),
+            event_id: "e".into(),
+            event_time: 1,
+            source: EventSource::Backend,
+            payload: b"SECRET-PAYLOAD".to_vec(),
+            user_keys: vec!["SECRET-KEY".into()],
+            test_event_code: None,
+            hold_until_ms: None,
+        };
+        let text = format!("{event:?}");
+        assert!(!text.contains("SECRET"), "{text}");
+    }
+
+    #[test]
+    fn dlq_limit_defaults_and_clamps() {
+        assert_eq!(DlqFilter::default().effective_limit(), DEFAULT_DLQ_LIMIT);
+        let huge = DlqFilter {
+            limit: Some(u32::MAX),
+            ..DlqFilter::default()
+        };
+        assert_eq!(huge.effective_limit(), MAX_DLQ_LIMIT);
+    }
+}
