@@ -1,1 +1,1582 @@
-//! placeholder
+//! The contract every [`Store`] backend must pass, as reusable async tests.
+//!
+//! Each `pub async fn` here takes a factory (`AsyncFn() -> Arc<dyn Store>`;
+//! a closure returning a future qualifies) whose every call yields a
+//! fresh, empty store, and panics on any breach of the contract documented
+//! on [`Store`] and in the crate header. All times are explicit `now_ms`
+//! values around [`T0`], so nothing sleeps and nothing depends on the wall
+//! clock; the concurrency tests depend only on the final state, never on
+//! an interleaving.
+//!
+//! A backend runs the whole suite, each function as its own `#[tokio::test]`,
+//! with one line in its test file:
+//!
+//! ```ignore
+//! sluice_store::store_conformance_tests!(my_backend_factory());
+//! ```
+//!
+//! where `my_backend_factory()` is evaluated once per test and returns the
+//! factory (typically a closure owning a temporary directory or database
+//! schema). The test crate needs `tokio` with the `macros` and
+//! `rt-multi-thread` features.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use crate::{
+    DeadLetterId, DeadLetterReason, DlqFilter, EnqueueOutcome, EventRowId, EventSource,
+    LeasedEvent, NewEvent, SourceSet, Store, StoreError,
+};
+
+/// The base instant of every test: 2023-11-14T22:13:20Z, in Unix ms.
+pub const T0: i64 = 1_700_000_000_000;
+
+/// A lease long enough never to expire by accident within a test.
+const LONG_LEASE_MS: i64 = 10 * 60 * 1000;
+
+/// Generates one `#[tokio::test]` per conformance test.
+///
+/// `$factory` is an expression evaluated at the start of each test; it must
+/// yield something implementing `AsyncFn() -> Arc<dyn Store>` whose calls
+/// each return a fresh, empty store.
+#[macro_export]
+macro_rules! store_conformance_tests {
+    ($factory:expr) => {
+        $crate::store_conformance_tests!(@tests $factory;
+            enqueue_returns_one_outcome_per_event_in_order,
+            enqueue_of_nothing_is_a_no_op,
+            enqueue_rejects_events_without_pixel_or_event_name,
+            duplicate_in_a_later_batch_reports_the_first_source,
+            duplicate_within_one_batch_is_detected,
+            dedup_key_is_pixel_event_name_and_event_id,
+            dedup_window_expires,
+            empty_event_id_is_never_deduplicated,
+            ledger_records_every_source_and_duplicate_count,
+            lease_returns_due_events_in_arrival_order_with_all_fields,
+            lease_respects_max_events_and_pixel,
+            leased_events_come_back_only_after_the_lease_expires,
+            concurrent_leases_never_share_an_event,
+            lease_rejects_a_non_positive_lease,
+            retry_delays_the_event_and_counts_the_attempt,
+            release_gives_events_back_without_counting_an_attempt,
+            hold_until_delays_the_first_delivery,
+            due_pixels_lists_only_pixels_with_due_events,
+            ack_removes_events_and_counts_deliveries,
+            ids_are_never_reused,
+            dead_letter_moves_events_with_their_reason,
+            dlq_list_filters_and_pages,
+            dlq_replay_requeues_even_when_the_ledger_would_call_it_a_duplicate,
+            dlq_delete_removes_entries,
+            stats_track_every_transition,
+            purge_deletes_only_expired_ledger_entries,
+            forget_deletes_every_event_carrying_a_user_key,
+            concurrent_enqueuers_get_consistent_outcomes,
+            check_writable_succeeds_on_a_fresh_store,
+            writes_after_close_fail_with_closed,
+        );
+    };
+    (@tests $factory:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                $crate::conformance::$name($factory).await;
+            }
+        )*
+    };
+}
+
+// ---------------------------------------------------------------------------
+// helpers
+
+/// An event with a recognizable payload and one user key derived from `event_id`.
+pub fn event(pixel_id: &str, event_name: &str, event_id: &str, source: EventSource) -> NewEvent {
+    NewEvent {
+        pixel_id: pixel_id.to_owned(),
+        event_name: event_name.to_owned(),
+        event_id: event_id.to_owned(),
+        event_time: T0 / 1000,
+        source,
+        payload: payload_for(pixel_id, event_name, event_id),
+        user_keys: vec![format!("key-{event_id}")],
+        test_event_code: None,
+        hold_until_ms: None,
+    }
+}
+
+fn payload_for(pixel_id: &str, event_name: &str, event_id: &str) -> Vec<u8> {
+    format!(
+        r#"{{"pixel":"{pixel_id}","event_name":"{event_name}","event_id":"{event_id}","h":"{}"}}"#,
+        "a".repeat(64)
+    )
+    .into_bytes()
+}
+
+fn reason(code: &str) -> DeadLetterReason {
+    DeadLetterReason {
+        code: code.to_owned(),
+        message: format!("rejected: {code}"),
+        detail_json: Some(format!(r#"{{"code":"{code}"}}"#)),
+    }
+}
+
+async fn enqueue_ok(store: &dyn Store, events: Vec<NewEvent>, now_ms: i64) -> Vec<EventRowId> {
+    let n = events.len();
+    let outcomes = store.enqueue(events, now_ms).await.expect("enqueue");
+    assert_eq!(outcomes.len(), n, "one outcome per event");
+    outcomes
+        .iter()
+        .map(|o| {
+            o.queued_id()
+                .unwrap_or_else(|| panic!("expected Queued, got {o:?}"))
+        })
+        .collect()
+}
+
+async fn lease_ids(store: &dyn Store, pixel: &str, max: usize, now_ms: i64) -> Vec<EventRowId> {
+    store
+        .lease(pixel, max, LONG_LEASE_MS, now_ms)
+        .await
+        .expect("lease")
+        .into_iter()
+        .map(|e| e.id)
+        .collect()
+}
+
+fn event_ids(leased: &[LeasedEvent]) -> Vec<&str> {
+    leased.iter().map(|e| e.event_id.as_str()).collect()
+}
+
+fn pixel_stat(stats: &crate::StoreStats, pixel: &str) -> crate::PixelStats {
+    stats
+        .per_pixel
+        .iter()
+        .find(|p| p.pixel_id == pixel)
+        .cloned()
+        .unwrap_or_else(|| panic!("no stats for pixel {pixel}: {stats:?}"))
+}
+
+// ---------------------------------------------------------------------------
+// enqueue and deduplication
+
+/// Outcomes come back one per input, in input order; ids increase with arrival.
+pub async fn enqueue_returns_one_outcome_per_event_in_order(
+    factory: impl AsyncFn() -> Arc<dyn Store>,
+) {
+    let store = factory().await;
+    let ids = enqueue_ok(
+        &*store,
+        vec![
+            event("p1", "Purchase", "a", EventSource::Backend),
+            event("p1", "Purchase", "b", EventSource::Browser),
+            event("p2", "Lead", "c", EventSource::Graph),
+        ],
+        T0,
+    )
+    .await;
+    assert!(
+        ids[0] < ids[1] && ids[1] < ids[2],
+        "ids grow with arrival: {ids:?}"
+    );
+    let more = enqueue_ok(
+        &*store,
+        vec![event("p1", "Purchase", "d", EventSource::Import)],
+        T0,
+    )
+    .await;
+    assert!(more[0] > ids[2]);
+    let stats = store.stats(T0).await.unwrap();
+    assert_eq!(stats.queued, 4);
+    assert_eq!(pixel_stat(&stats, "p1").queued, 3);
+    assert_eq!(pixel_stat(&stats, "p2").queued, 1);
+}
+
+/// An empty batch succeeds with no outcomes and changes nothing.
+pub async fn enqueue_of_nothing_is_a_no_op(factory: impl AsyncFn() -> Arc<dyn Store>) {
+    let store = factory().await;
+    assert_eq!(store.enqueue(Vec::new(), T0).await.unwrap(), Vec::new());
+    assert_eq!(store.stats(T0).await.unwrap().queued, 0);
+    assert_eq!(
+        store.lease("p1", 0, LONG_LEASE_MS, T0).await.unwrap(),
+        Vec::new()
+    );
+    assert_eq!(store.ack(&[], T0).await.unwrap(), 0);
+    assert_eq!(store.retry(&[], T0, "x").await.unwrap(), 0);
+    assert_eq!(store.release(&[], T0).await.unwrap(), 0);
+    assert!(
+        store
+            .dead_letter(&[], reason("x"), T0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.dlq_replay(&[], None, T0).await.unwrap(), 0);
+    assert_eq!(store.dlq_delete(&[]).await.unwrap(), 0);
+    assert_eq!(store.forget(&[]).await.unwrap(), Default::default());
+}
+
+/// A batch with an event lacking pixel_id or event_name is refused whole,
+/// with `store_invalid_input`, and nothing of it is queued.
+pub async fn enqueue_rejects_events_without_pixel_or_event_name(
+    factory: impl AsyncFn() -> Arc<dyn Store>,
+) {
+    let store = factory().await;
+    for bad in [
+        event("", "Purchase", "a", EventSource::Backend),
+        event("p1", "", "a", EventSource::Backend),
+    ] {
+        let err = store
+            .enqueue(
+                vec![event("p1", "Purchase", "ok", EventSource::Backend), bad],
+                T0,
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "store_invalid_input", "{err}");
+    }
+    assert_eq!(store.stats(T0).await.unwrap().queued, 0);
+    // The good event was not recorded in the ledger either.
+    enqueue_ok(
+        &*store,
+        vec![event("p1", "Purchase", "ok", EventSource::Backend)],
+        T0,
+    )
+    .await;
+}
+
+/// A key seen in an earlier batch is a duplicate, reported with the first
+/// copy's source and time, and is not queued.
+pub async fn duplicate_in_a_later_batch_reports_the_first_source(
+    factory: impl AsyncFn() -> Arc<dyn Store>,
+) {
+    let store = factory().await;
+    enqueue_ok(
+        &*store,
+        vec![event("p1", "Purchase", "o-1", EventSource::Browser)],
+        T0,
+    )
+    .await;
+    let outcomes = store
+        .enqueue(
+            vec![event("p1", "Purchase", "o-1", EventSource::Backend)],
+            T0 + 5_000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes,
+        vec![EnqueueOutcome::Duplicate {
+            first_source: EventSource::Browser,
+            first_seen_ms: T0
+        }]
+    );
+    let stats = store.stats(T0 + 5_000).await.unwrap();
+    assert_eq!(stats.queued, 1);
+    assert_eq!(stats.duplicates_total, 1);
+}
+
+/// Two copies of one key inside the same batch: the first is queued, the
+/// second is a duplicate of it.
+pub async fn duplicate_within_one_batch_is_detected(factory: impl AsyncFn() -> Arc<dyn Store>) {
+    let store = factory().await;
+    let outcomes = store
+        .enqueue(
+            vec![
+                event("p1", "Purchase", "o-1", EventSource::Graph),
+                event("p1", "Purchase", "o-2", EventSource::Graph),
+                event("p1", "Purchase", "o-1", EventSource::Browser),
+                event("p1", "Purchase", "o-1", EventSource::Graph),
+            ],
+            T0,
+        )
+        .await
+        .unwrap();
+    assert!(outcomes[0].queued_id().is_some());
+    assert!(outcomes[1].queued_id().is_some());
+    for dup in &outcomes[2..] {
+        assert_eq!(
+            *dup,
+            EnqueueOutcome::Duplicate {
+                first_source: EventSource::Graph,
+                first_seen_ms: T0
+            }
+        );
+    }
+    assert_eq!(store.stats(T0).await.unwrap().queued, 2);
+    let leased = store.lease("p1", 10, LONG_LEASE_MS, T0).await.unwrap();
+    assert_eq!(event_ids(&leased), ["o-1", "o-2"]);
+}
+
+/// The key is exactly (pixel_id, event_name, event_id): changing any part
+/// makes a different event. Source and payload are not part of it.
+pub async fn dedup_key_is_pixel_event_name_and_event_id(factory: impl AsyncFn() -> Arc<dyn Store>) {
+    let store = factory().await;
+    let outcomes = store
+        .enqueue(
+            vec![
+                event("p1", "Purchase", "x", EventSource::Backend),
+                event("p2", "Purchase", "x", EventSource::Backend),
+                event("p1", "AddToCart", "x", EventSource::Backend),
+                event("p1", "Purchase", "y", EventSource::Backend),
+                event("p1", "Purchase", "X", EventSource::Backend),
+            ],
+            T0,
+        )
+        .await
+        .unwrap();
+    assert!(
+        outcomes.iter().all(|o| o.queued_id().is_some()),
+        "{outcomes:?}"
+    );
+    let mut other_payload = event("p1", "Purchase", "x", EventSource::Import);
+    other_payload.payload = b"{}".to_vec();
+    let outcomes = store.enqueue(vec![other_payload], T0 + 1).await.unwrap();
+    assert!(outcomes[0].is_duplicate());
+}
+
+/// Within `dedup_window_ms` of the first sighting a key is a duplicate; from
+/// `first_seen + window` on it is new again, and the ledger restarts there.
+pub async fn dedup_window_expires(factory: impl AsyncFn() -> Arc<dyn Store>) {
+    let store = factory().await;
+    let window = store.dedup_window_ms();
+    assert!(window > 0);
+    enqueue_ok(
+        &*store,
+        vec![event("p1", "Purchase", "o-1", EventSource::Browser)],
+        T0,
+    )
+    .await;
+
+    let last_moment = T0 + window - 1;
+    let outcomes = store
+        .enqueue(
+            vec![event("p1", "Purchase", "o-1", EventSource::Backend)],
+            last_moment,
+        )
+        .await
+        .unwrap();
+    assert!(outcomes[0].is_duplicate(), "still inside the window");
+
+    let expired = T0 + window;
+    let again = enqueue_ok(
+        &*store,
+        vec![event("p1", "Purchase", "o-1", EventSource::Backend)],
+        expired,
+    )
+    .await;
+    assert_eq!(again.len(), 1, "a new event once the window has passed");
+
+    let outcomes = store
+        .enqueue(
+            vec![event("p1", "Purchase", "o-1", EventSource::Browser)],
+            expired + 10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes,
+        vec![EnqueueOutcome::Duplicate {
+            first_source: EventSource::Backend,
+            first_seen_ms: expired
+        }],
+        "the ledger entry restarted with the new copy"
+    );
+    let entry = store
+        .dedup_lookup("p1", "Purchase", "o-1", expired + 10)
+        .await
+        .unwrap()
+        .expect("live entry");
+    assert_eq!(entry.duplicates, 1, "duplicates counted since the restart");
+    assert_eq!(
+        entry.sources,
+        SourceSet::EMPTY
+            .with(EventSource::Backend)
+            .with(EventSource::Browser)
+    );
+}
+
+/// An empty event_id opts out of deduplication: every copy is queued and
+/// nothing goes into the ledger.
+pub async fn empty_event_id_is_never_deduplicated(factory: impl AsyncFn() -> Arc<dyn Store>) {
+    let store = factory().await;
+    let ids = enqueue_ok(
+        &*store,
+        vec![
+            event("p1", "PageView", "", EventSource::Browser),
+            event("p1", "PageView", "", EventSource::Browser),
+        ],
+        T0,
+    )
+    .await;
+    assert_eq!(ids.len(), 2);
+    enqueue_ok(
+        &*store,
+        vec![event("p1", "PageView", "", EventSource::Backend)],
+        T0 + 1,
+    )
+    .await;
+    assert_eq!(
+        store
+            .dedup_lookup("p1", "PageView", "", T0 + 1)
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(store.dedup_report(None, T0 + 1).await.unwrap().is_empty());
+    assert_eq!(store.stats(T0 + 1).await.unwrap().queued, 3);
+}
+
+/// The ledger keeps the first source, every source that sent the key, the
+/// duplicate count and the last sighting; the report groups live keys by
+/// (pixel, exact source set).
+pub async fn ledger_records_every_source_and_duplicate_count(
+    factory: impl AsyncFn() -> Arc<dyn Store>,
+) {
+    let store = factory().await;
+    enqueue_ok(
+        &*store,
+        vec![
+            event("p1", "Purchase", "both", EventSource::Browser),
+            event("p1", "Purchase", "browser-only", EventSource::Browser),
+            event("p1", "Purchase", "server-only", EventSource::Backend),
+            event("p2", "Lead", "l-1", EventSource::Graph),
+        ],
+        T0,
+    )
+    .await;
+    for (source, at) in [
+        (EventSource::Backend, T0 + 100),
+        (EventSource::Backend, T0 + 200),
+        (EventSource::Browser, T0 + 300),
+    ] {
+        let outcome = store
+            .enqueue(vec![event("p1", "Purchase", "both", source)], at)
+            .await
+            .unwrap();
+        assert!(outcome[0].is_duplicate());
+    }
+
+    let entry = store
+        .dedup_lookup("p1", "Purchase", "both", T0 + 400)
+        .await
+        .unwrap()
+        .expect("entry");
+    assert_eq!(entry.pixel_id, "p1");
+    assert_eq!(entry.event_name, "Purchase");
+    assert_eq!(entry.event_id, "both");
+    assert_eq!(entry.first_source, EventSource::Browser);
+    assert_eq!(
+        entry.sources,
+        [EventSource::Browser, EventSource::Backend]
+            .into_iter()
+            .collect()
+    );
+    assert_eq!(entry.first_seen_ms, T0);
+    assert_eq!(entry.last_seen_ms, T0 + 300);
+    assert_eq!(entry.duplicates, 3);
+    assert_eq!(
+        store
+            .dedup_lookup("p1", "Purchase", "nope", T0)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .dedup_lookup("p1", "Purchase", "both", T0 + store.dedup_window_ms())
+            .await
+            .unwrap(),
+        None,
+        "an expired entry is not reported even before purge"
+    );
+
+    let report = store.dedup_report(Some("p1"), T0 + 400).await.unwrap();
+    let rows: Vec<(String, u64, u64)> = report
+        .iter()
+        .map(|r| (r.sources.to_string(), r.keys, r.duplicates))
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            ("browser".to_owned(), 1, 0),
+            ("backend".to_owned(), 1, 0),
+            ("browser+backend".to_owned(), 1, 3),
+        ],
+        "sorted by source bits"
+    );
+    let all = store.dedup_report(None, T0 + 400).await.unwrap();
+    assert_eq!(all.len(), 4);
+    assert_eq!(all[3].pixel_id, "p2");
+    assert_eq!(all[3].sources, SourceSet::EMPTY.with(EventSource::Graph));
+    let stats = store.stats(T0 + 400).await.unwrap();
+    assert_eq!(pixel_stat(&stats, "p1").duplicates_total, 3);
+    assert_eq!(pixel_stat(&stats, "p2").duplicates_total, 0);
+}
+
+// ---------------------------------------------------------------------------
+// leasing
+
+/// Due events come back in arrival order, with every field as enqueued.
+pub async fn lease_returns_due_events_in_arrival_order_with_all_fields(
+    factory: impl AsyncFn() -> Arc<dyn Store>,
+) {
+    let store = factory().await;
+    let mut first = event("p1", "Purchase", "e-1", EventSource::Graph);
+    first.test_event_code = Some("TEST123".to_owned());
+    first.event_time = 1_699_999_000;
+    let mut big = event("p1", "Purchase", "e-3", EventSource::Import);
+    big.payload = (0..1536u32).map(|i| (i % 251) as u8).collect();
+    let ids = enqueue_ok(&*store, vec![first.clone()], T0).await;
+    let more = enqueue_ok(
+        &*store,
+        vec![
+            event("p1", "Lead", "e-2", EventSource::Browser),
+            big.clone(),
+        ],
+        T0 + 10,
+    )
+    .await;
+
+    let leased = store.lease("p1", 10, LONG_LEASE_MS, T0 + 20).await.unwrap();
+    assert_eq!(event_ids(&leased), ["e-1", "e-2", "e-3"]);
+    let e1 = &leased[0];
+    assert_eq!(e1.id, ids[0]);
+    assert_eq!(e1.pixel_id, "p1");
+    assert_eq!(e1.event_name, "Purchase");
+    assert_eq!(e1.event_time, 1_699_999_000);
+    assert_eq!(e1.source, EventSource::Graph);
+    assert_eq!(e1.payload, first.payload);
+    assert_eq!(e1.attempts, 0);
+    assert_eq!(e1.last_error, None);
+    assert_eq!(e1.test_event_code.as_deref(), Some("TEST123"));
+    assert_eq!(e1.first_enqueued_ms, T0);
+    assert_eq!(leased[1].id, more[0]);
+    assert_eq!(leased[1].event_name, "Lead");
+    assert_eq!(leased[1].test_event_code, None);
+    assert_eq!(leased[1].first_enqueued_ms, T0 + 10);
+    assert_eq!(leased[2].payload, big.payload, "binary payload round-trips");
+}
+
+/// `max_events` caps a lease, the next lease continues where it stopped,
+/// and a lease only ever returns the requested pixel's events.
+pub async fn lease_respects_max_events_and_pixel(factory: impl AsyncFn() -> Arc<dyn Store>) {
+    let store = factory().await;
+    let events: Vec<_> = (0..10)
+        .map(|i| {
+            event(
+                if i % 2 == 0 { "even" } else { "odd" },
+                "Purchase",
+                &format!("e{i}"),
+                EventSource::Backend,
+            )
+        })
+        .collect();
+    enqueue_ok(&*store, events, T0).await;
+    let first = store.lease("even", 3, LONG_LEASE_MS, T0).await.unwrap();
+    assert_eq!(event_ids(&first), ["e0", "e2", "e4"]);
+    let second = store.lease("even", 3, LONG_LEASE_MS, T0).await.unwrap();
+    assert_eq!(event_ids(&second), ["e6", "e8"]);
+    assert!(
+        store
+            .lease("even", 3, LONG_LEASE_MS, T0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let odd = store.lease("odd", 100, LONG_LEASE_MS, T0).await.unwrap();
+    assert_eq!(event_ids(&odd), ["e1", "e3", "e5", "e7", "e9"]);
+    assert!(odd.iter().all(|e| e.pixel_id == "odd"));
+    assert!(
+        store
+            .lease("unknown", 100, LONG_LEASE_MS, T0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+/// A leased event is invisible to other leases until `now + lease_ms`;
+/// then (a crashed worker) it is due again, attempts unchanged.
+pub async fn leased_events_come_back_only_after_the_lease_expires(
+    factory: impl AsyncFn() -> Arc<dyn Store>,
+) {
+    let store = factory().await;
+    let ids = enqueue_ok(
+        &*store,
+        vec![event("p1", "Purchase", "e", EventSource::Backend)],
+        T0,
+    )
+    .await;
+    let lease_ms = 30_000;
+    let leased = store.lease("p1", 10, lease_ms, T0).await.unwrap();
+    assert_eq!(leased.len(), 1);
+    assert!(
+        store
+            .lease("p1", 10, lease_ms, T0 + lease_ms - 1)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .due_pixels(T0 + lease_ms - 1)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let stats = store.stats(T0 + lease_ms - 1).await.unwrap();
+    assert_eq!((stats.queued, stats.leased), (1, 1));
+
+    assert_eq!(store.due_pixels(T0 + lease_ms).await.unwrap(), ["p1"]);
+    assert_eq!(
+        store.stats(T0 + lease_ms).await.unwrap().leased,
+        0,
+        "expired lease is not counted"
+    );
+    let again = store
+        .lease("p1", 10, lease_ms, T0 + lease_ms)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].id, ids[0]);
+    assert_eq!(
+        again[0].attempts, 0,
+        "an expired lease is not a failed attempt"
+    );
+}
+
+/// Many concurrent lease calls never hand out one event twice, and
+/// together they hand out every due event.
+pub async fn concurrent_leases_never_share_an_event(factory: impl AsyncFn() -> Arc<dyn Store>) {
+    let store = factory().await;
+    let total = 300;
+    for chunk in (0..total).collect::<Vec<_>>().chunks(50) {
+        let events = chunk
+            .iter()
+            .map(|i| event("p1", "Purchase", &format!("e{i}"), EventSource::Backend))
+            .collect();
+        enqueue_ok(&*store, events, T0).await;
+    }
+    let mut workers = Vec::new();
+    for _ in 0..6 {
+        let store = Arc::clone(&store);
+        workers.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let batch = lease_ids(&*store, "p1", 7, T0).await;
+                if batch.is_empty() {
+                    return mine;
+                }
+                mine.extend(batch);
+            }
+        }));
+    }
+    let mut seen = BTreeSet::new();
+    for worker in workers {
+        for id in worker.await.expect("worker") {
+            assert!(seen.insert(id), "event {id} leased twice");
+        }
+    }
+    assert_eq!(seen.len(), total);
+    assert_eq!(store.stats(T0).await.unwrap().leased, total as u64);
+}
+
+/// A lease of zero or negative length is a caller bug.
+pub async fn lease_rejects_a_non_positive_lease(factory: impl AsyncFn() -> Arc<dyn Store>) {
+    let store = factory().await;
+    enqueue_ok(
+        &*store,
+        vec![event("p1", "Purchase", "e", EventSource::Backend)],
+        T0,
+    )
+    .await;
+    for lease_ms in [0, -1] {
+        let err = store.lease("p1", 10, lease_ms, T0).await.unwrap_err();
+        assert_eq!(err.code(), "store_invalid_input");
+    }
+    assert_eq!(store.lease("p1", 10, 1, T0).await.unwrap().len(), 1);
+}
+
+// ---------------------------------------------------------------------------
+// retry, release, hold
+
+/// `retry` releases the lease, is not due before `next_attempt_at_ms`, and
+/// counts the attempt and its error.
+pub async fn retry_delays_the_event_and_counts_the_attempt(
+    factory: impl AsyncFn() -> Arc<dyn Store>,
+) {
+    let store = factory().await;
+    enqueue_ok(
+        &*store,
+        vec![event("p1", "Purchase", "e", EventSource::Backend)],
+        T0,
+    )
+    .await;
+    let ids = lease_ids(&*store, "p1", 10, T0).await;
+    let next = T0 + 5_000;
+    assert_eq!(
+        store
+            .retry(&ids, next, "graph 500: temporary")
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store.stats(T0 + 1).await.unwrap().leased,
+        0,
+        "lease released"
+    );
+    assert!(
+        store
+            .lease("p1", 10, LONG_LEASE_MS, next - 1)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.due_pixels(next - 1).await.unwrap().is_empty());
+
+    let leased = store.lease("p1", 10, LONG_LEASE_MS, next).await.unwrap();
+    assert_eq!(leased.len(), 1);
+    assert_eq!(leased[0].attempts, 1);
+    assert_eq!(
+        leased[0].last_error.as_deref(),
+        Some("graph 500: temporary")
+    );
+
+    assert_eq!(
+        store.retry(&ids, next + 10_000, "timeout").await.unwrap(),
+        1
+    );
+    let leased = store
+        .lease("p1", 10, LONG_LEASE_MS, next + 10_000)
+        .await
+        .unwrap();
+    assert_eq!(leased[0].attempts, 2);
+    assert_eq!(leased[0].last_error.as_deref(), Some("timeout"));
+
+    let gone = EventRowId::from_raw(ids[0].raw() + 1_000_000);
+    assert_eq!(
+        store.retry(&[gone], T0, "x").await.unwrap(),
+        0,
+        "unknown ids are ignored"
+    );
+}
+
+/// `release` returns leased events, due at the given instant, without
+/// touching `attempts` or `last_error`.
+pub async fn release_gives_events_back_without_counting_an_attempt(
+    factory: impl AsyncFn() -> Arc<dyn Store>,
+) {
+    let store = factory().await;
+    enqueue_ok(
+        &*store,
+        vec![event("p1", "Purchase", "e", EventSource::Backend)],
+        T0,
+    )
+    .await;
+    let ids = lease_ids(&*store, "p1", 10, T0).await;
+    assert_eq!(store.release(&ids, T0 + 100).await.unwrap(), 1);
+    assert!(
+        store
+            .lease("p1", 10, LONG_LEASE_MS, T0 + 99)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let leased = store
+        .lease("p1", 10, LONG_LEASE_MS, T0 + 100)
+        .await
+        .unwrap();
+    assert_eq!(leased.len(), 1);
+    assert_eq!(leased[0].attempts, 0);
+    assert_eq!(leased[0].last_error, None);
+    assert_eq!(store.release(&ids, T0 + 100).await.unwrap(), 1);
+    let leased = store
+        .lease("p1", 10, LONG_LEASE_MS, T0 + 100)
+        .await
+        .unwrap();
+    assert_eq!(leased.len(), 1, "release right now makes it due right now");
+}
+
+/// An event with `hold_until_ms` is not due before it, and counts as held
+/// until then; a hold in the past is no hold.
+pub async fn hold_until_delays_the_first_delivery(factory: impl AsyncFn() -> Arc<dyn Store>) {
+    let store = factory().await;
+    let mut held = event("p1", "Purchase", "held", EventSource::Browser);
+    held.hold_until_ms = Some(T0 + 60_000);
+    let mut stale_hold = event("p1", "Purchase", "past", EventSource::Browser);
+    stale_hold.hold_until_ms = Some(T0 - 1);
+    enqueue_ok(&*store, vec![held, stale_hold], T0).await;
+
+    let stats = store.stats(T0).await.unwrap();
+    assert_eq!((stats.queued, stats.held), (2, 1));
+    assert_eq!(pixel_stat(&stats, "p1").held, 1);
+    let leased = store
+        .lease("p1", 10, LONG_LEASE_MS, T0 + 59_999)
+        .await
+        .unwrap();
+    assert_eq!(event_ids(&leased), ["past"]);
+    assert!(store.due_pixels(T0 + 59_999).await.unwrap().is_empty());
+
+    assert_eq!(store.due_pixels(T0 + 60_000).await.unwrap(), ["p1"]);
+    assert_eq!(store.stats(T0 + 60_000).await.unwrap().held, 0);
+    let leased = store
+        .lease("p1", 10, LONG_LEASE_MS, T0 + 60_000)
+        .await
+        .unwrap();
+    assert_eq!(event_ids(&leased), ["held"]);
+}
+
+/// `due_pixels` names exactly the pixels with something leasable now, sorted.
+pub async fn due_pixels_lists_only_pixels_with_due_events(
+    factory: impl AsyncFn() -> Arc<dyn Store>,
+) {
+    let store = factory().await;
+    assert!(store.due_pixels(T0).await.unwrap().is_empty());
+    let mut later = event("p-held", "Purchase", "h", EventSource::Backend);
+    later.hold_until_ms = Some(T0 + 1_000);
+    enqueue_ok(
+        &*store,
+        vec![
+            event("p-b", "Purchase", "1", EventSource::Backend),
+            event("p-a", "Purchase", "2", EventSource::Backend),
+            event("p-leased", "Purchase", "3", EventSource::Backend),
+            later,
+        ],
+        T0,
+    )
+    .await;
+    lease_ids(&*store, "p-leased", 10, T0).await;
+    assert_eq!(store.due_pixels(T0).await.unwrap(), ["p-a", "p-b"]);
+    let ids = lease_ids(&*store, "p-a", 10, T0).await;
+    store.ack(&ids, T0).await.unwrap();
+    assert_eq!(store.due_pixels(T0).await.unwrap(), ["p-b"]);
+    assert_eq!(
+        store.due_pixels(T0 + 1_000).await.unwrap(),
+        ["p-b", "p-held"]
+    );
+}
+
+// ---------------------------------------------------------------------------
+// ack and ids
+
+/// `ack` deletes delivered events (once; unknown ids are ignored) and
+/// counts them per pixel with the time of the latest delivery.
+pub async fn ack_removes_events_and_counts_deliveries(factory: impl AsyncFn() -> Arc<dyn Store>) {
+    let store = factory().await;
+    enqueue_ok(
+        &*store,
+        (0..5)
+            .map(|i| event("p1", "Purchase", &format!("e{i}"), EventSource::Backend))
+            .collect(),
+        T0,
+    )
+    .await;
+    let ids = lease_ids(&*store, "p1", 3, T0).await;
+    assert_eq!(store.ack(&ids, T0 + 50).await.unwrap(), 3);
+    assert_eq!(
+        store.ack(&ids, T0 + 60).await.unwrap(),
+        0,
+        "acking twice deletes nothing more"
+    );
+    let rest = store
+        .lease("p1", 10, LONG_LEASE_MS, T0 + 100)
+        .await
+        .unwrap();
+    assert_eq!(event_ids(&rest), ["e3", "e4"]);
+
+    let stats = store.stats(T0 + 100).await.unwrap();
+    assert_eq!((stats.queued, stats.delivered_total), (2, 3));
+    let p1 = pixel_stat(&stats, "p1");
+    assert_eq!(p1.delivered_total, 3);
+    assert_eq!(p1.last_delivered_ms, Some(T0 + 50));
+
+    let rest_ids: Vec<_> = rest.iter().map(|e| e.id).collect();
+    assert_eq!(
+        store
+            .ack(&[rest_ids[0], rest_ids[0]], T0 + 200)
+            .await
+            .unwrap(),
+        1,
+        "a repeated id counts once"
+    );
+    let stats = store.stats(T0 + 200).await.unwrap();
+    assert_eq!((stats.queued, stats.delivered_total), (1, 4));
+    assert_eq!(pixel_stat(&stats, "p1").last_delivered_ms, Some(T0 + 200));
+}
+
+/// Ids are never reused, even after the newest row is deleted, so that a
+/// stale `ack` can never hit a newer event.
+pub async fn ids_are_never_reused(factory: impl AsyncFn() -> Arc<dyn Store>) {
+    let store = factory().await;
+    let first = enqueue_ok(
+        &*store,
+        vec![event("p1", "Purchase", "a", EventSource::Backend)],
+        T0,
+    )
+    .await;
+    store.ack(&first, T0).await.unwrap();
+    let second = enqueue_ok(
+        &*store,
+        vec![event("p1", "Purchase", "b", EventSource::Backend)],
+        T0,
+    )
+    .await;
+    assert!(second[0] > first[0], "{second:?} after {first:?}");
+    assert_eq!(
+        store.ack(&first, T0).await.unwrap(),
+        0,
+        "the stale id matches nothing"
+    );
+    assert_eq!(store.stats(T0).await.unwrap().queued, 1);
+
+    let dl = store.dead_letter(&second, reason("bad"), T0).await.unwrap();
+    store.dlq_delete(&dl).await.unwrap();
+    let third = enqueue_ok(
+        &*store,
+        vec![event("p1", "Purchase", "c", EventSource::Backend)],
+        T0,
+    )
+    .await;
+    let dl2 = store.dead_letter(&third, reason("bad"), T0).await.unwrap();
+    assert!(dl2[0] > dl[0]);
+}
+
+// ---------------------------------------------------------------------------
+// dead letters
+
+/// `dead_letter` moves events out of the queue with their reason; the
+/// entry keeps every field of the event and counts the final attempt.
+pub async fn dead_letter_moves_events_with_their_reason(factory: impl AsyncFn() -> Arc<dyn Store>) {
+    let store = factory().await;
+    let mut e = event("p1", "Purchase", "bad", EventSource::Graph);
+    e.test_event_code = Some("TEST9".to_owned());
+    enqueue_ok(
+        &*store,
+        vec![
+            e.clone(),
+            event("p1", "Purchase", "good", EventSource::Graph),
+        ],
+        T0,
+    )
+    .await;
+    let leased = store.lease("p1", 10, LONG_LEASE_MS, T0).await.unwrap();
+    store
+        .retry(&[leased[0].id], T0 + 1_000, "first failure")
+        .await
+        .unwrap();
+    let again = lease_ids(&*store, "p1", 1, T0 + 1_000).await;
+    assert_eq!(again, [leased[0].id]);
+
+    let dl_ids = store
+        .dead_letter(
+            &[leased[0].id, EventRowId::from_raw(999_999)],
+            reason("100/2804003"),
+            T0 + 2_000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(dl_ids.len(), 1, "unknown ids are skipped");
+    let dl = store
+        .dlq_get(dl_ids[0])
+        .await
+        .unwrap()
+        .expect("dead letter");
+    assert_eq!(dl.id, dl_ids[0]);
+    assert_eq!(dl.pixel_id, "p1");
+    assert_eq!(dl.event_name, "Purchase");
+    assert_eq!(dl.event_id, "bad");
+    assert_eq!(dl.event_time, e.event_time);
+    assert_eq!(dl.source, EventSource::Graph);
+    assert_eq!(dl.payload, e.payload);
+    assert_eq!(dl.attempts, 2, "one retried attempt plus the final one");
+    assert_eq!(dl.test_event_code.as_deref(), Some("TEST9"));
+    assert_eq!(dl.first_enqueued_ms, T0);
+    assert_eq!(dl.code, "100/2804003");
+    assert_eq!(dl.message, "rejected: 100/2804003");
+    assert_eq!(dl.detail_json.as_deref(), Some(r#"{"code":"100/2804003"}"#));
+    assert_eq!(dl.dead_lettered_ms, T0 + 2_000);
+
+    assert_eq!(
+        store.ack(&[leased[0].id], T0).await.unwrap(),
+        0,
+        "no longer queued"
+    );
+    assert!(
+        store
+            .lease("p1", 10, LONG_LEASE_MS, T0 + LONG_LEASE_MS * 2)
+            .await
+            .unwrap()
+            .iter()
+            .all(|l| l.event_id == "good")
+    );
+    let stats = store.stats(T0 + 2_000).await.unwrap();
+    assert_eq!((stats.queued, stats.dead_letters), (1, 1));
+    assert_eq!(pixel_stat(&stats, "p1").dead_letters, 1);
+    assert_eq!(
+        store
+            .dlq_get(DeadLetterId::from_raw(dl_ids[0].raw() + 1_000))
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+/// `dlq_list` applies every filter field (AND), returns ascending ids, and
+/// pages with `limit` + `after_id`.
+pub async fn dlq_list_filters_and_pages(factory: impl AsyncFn() -> Arc<dyn Store>) {
+    let store = factory().await;
+    let mut dead = BTreeMap::new();
+    for (i, (pixel, name, code, at)) in [
+        ("p1", "Purchase", "a", T0),
+        ("p1", "Lead", "a", T0 + 10),
+        ("p2", "Purchase", "b", T0 + 20),
+        ("p1", "Purchase", "b", T0 + 30),
+        ("p1", "Purchase", "a", T0 + 40),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let ids = enqueue_ok(
+            &*store,
+            vec![event(pixel, name, &format!("e{i}"), EventSource::Backend)],
+            T0,
+        )
+        .await;
+        let dl = store.dead_letter(&ids, reason(code), at).await.unwrap();
+        dead.insert(i, dl[0]);
+    }
+    let ids_of = |list: &[crate::DeadLetter]| list.iter().map(|d| d.id).collect::<Vec<_>>();
+
+    let all = store.dlq_list(&DlqFilter::default()).await.unwrap();
+    assert_eq!(ids_of(&all), dead.values().copied().collect::<Vec<_>>());
+
+    let by_pixel = DlqFilter {
+        pixel_id: Some("p1".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        ids_of(&store.dlq_list(&by_pixel).await.unwrap()),
+        [dead[&0], dead[&1], dead[&3], dead[&4]]
+    );
+    let by_name = DlqFilter {
+        event_name: Some("Lead".into()),
+        ..Default::default()
+    };
+    assert_eq!(ids_of(&store.dlq_list(&by_name).await.unwrap()), [dead[&1]]);
+    let by_code = DlqFilter {
+        code: Some("b".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        ids_of(&store.dlq_list(&by_code).await.unwrap()),
+        [dead[&2], dead[&3]]
+    );
+    let since = DlqFilter {
+        since_ms: Some(T0 + 30),
+        ..Default::default()
+    };
+    assert_eq!(
+        ids_of(&store.dlq_list(&since).await.unwrap()),
+        [dead[&3], dead[&4]]
+    );
+    let combined = DlqFilter {
+        pixel_id: Some("p1".into()),
+        event_name: Some("Purchase".into()),
+        code: Some("a".into()),
+        since_ms: Some(T0 + 1),
+        ..Default::default()
+    };
+    assert_eq!(
+        ids_of(&store.dlq_list(&combined).await.unwrap()),
+        [dead[&4]]
+    );
+    let none = DlqFilter {
+        pixel_id: Some("nope".into()),
+        ..Default::default()
+    };
+    assert!(store.dlq_list(&none).await.unwrap().is_empty());
+
+    let mut page = DlqFilter {
+        pixel_id: Some("p1".into()),
+        limit: Some(3),
+        ..Default::default()
+    };
+    let first = store.dlq_list(&page).await.unwrap();
+    assert_eq!(ids_of(&first), [dead[&0], dead[&1], dead[&3]]);
+    page.after_id = first.last().map(|d| d.id);
+    assert_eq!(ids_of(&store.dlq_list(&page).await.unwrap()), [dead[&4]]);
+    page.after_id = Some(dead[&4]);
+    assert!(store.dlq_list(&page).await.unwrap().is_empty());
+    let zero = DlqFilter {
+        limit: Some(0),
+        ..Default::default()
+    };
+    assert!(store.dlq_list(&zero).await.unwrap().is_empty());
+}
+
+/// `dlq_replay` puts dead letters back in the queue, due now, attempts
+/// reset, with new ids, bypassing the ledger that would call them
+/// duplicates; the optional test code replaces the event's own.
+pub async fn dlq_replay_requeues_even_when_the_ledger_would_call_it_a_duplicate(
+    factory: impl AsyncFn() -> Arc<dyn Store>,
+) {
+    let store = factory().await;
+    let mut coded = event("p1", "Purchase", "coded", EventSource::Backend);
+    coded.test_event_code = Some("OWN".to_owned());
+    let ids = enqueue_ok(
+        &*store,
+        vec![event("p1", "Purchase", "o-1", EventSource::Backend), coded],
+        T0,
+    )
+    .await;
+    lease_ids(&*store, "p1", 10, T0).await;
+    store.retry(&ids, T0 + 10, "5xx").await.unwrap();
+    let dl = store
+        .dead_letter(&ids, reason("max_attempts"), T0 + 20)
+        .await
+        .unwrap();
+    assert_eq!(dl.len(), 2);
+    // The key is still in the ledger: a fresh copy is a duplicate...
+    let dup = store
+        .enqueue(
+            vec![event("p1", "Purchase", "o-1", EventSource::Backend)],
+            T0 + 30,
+        )
+        .await
+        .unwrap();
+    assert!(dup[0].is_duplicate());
+
+    // ...but a replay is not.
+    let replay_at = T0 + 40;
+    assert_eq!(
+        store.dlq_replay(&[dl[0]], None, replay_at).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        store.dlq_get(dl[0]).await.unwrap(),
+        None,
+        "moved out of the DLQ"
+    );
+    assert_eq!(
+        store.dlq_replay(&[dl[0]], None, replay_at).await.unwrap(),
+        0,
+        "replaying twice moves nothing"
+    );
+    let leased = store
+        .lease("p1", 10, LONG_LEASE_MS, replay_at)
+        .await
+        .unwrap();
+    assert_eq!(event_ids(&leased), ["o-1"]);
+    assert_ne!(leased[0].id, ids[0], "a replay gets a new queue id");
+    assert_eq!(leased[0].attempts, 0);
+    assert_eq!(leased[0].last_error, None);
+    assert_eq!(leased[0].first_enqueued_ms, T0);
+    assert_eq!(leased[0].payload, payload_for("p1", "Purchase", "o-1"));
+    assert_eq!(leased[0].test_event_code, None);
+
+    assert_eq!(
+        store
+            .dlq_replay(&[dl[1]], Some("TEST77".to_owned()), replay_at)
+            .await
+            .unwrap(),
+        1
+    );
+    let leased = store
+        .lease("p1", 10, LONG_LEASE_MS, replay_at)
+        .await
+        .unwrap();
+    assert_eq!(event_ids(&leased), ["coded"]);
+    assert_eq!(leased[0].test_event_code.as_deref(), Some("TEST77"));
+
+    let stats = store.stats(replay_at).await.unwrap();
+    assert_eq!((stats.queued, stats.dead_letters), (2, 0));
+    // The user keys came back with the events.
+    let forgotten = store.forget(&["key-o-1".to_owned()]).await.unwrap();
+    assert_eq!(forgotten.queued, 1);
+}
+
+/// `dlq_delete` removes entries (once) and nothing else.
+pub async fn dlq_delete_removes_entries(factory: impl AsyncFn() -> Arc<dyn Store>) {
+    let store = factory().await;
+    let ids = enqueue_ok(
+        &*store,
+        (0..3)
+            .map(|i| event("p1", "Purchase", &format!("e{i}"), EventSource::Backend))
+            .collect(),
+        T0,
+    )
+    .await;
+    let dl = store.dead_letter(&ids, reason("x"), T0).await.unwrap();
+    assert_eq!(store.dlq_delete(&dl[..2]).await.unwrap(), 2);
+    assert_eq!(store.dlq_delete(&dl[..2]).await.unwrap(), 0);
+    let left = store.dlq_list(&DlqFilter::default()).await.unwrap();
+    assert_eq!(left.iter().map(|d| d.id).collect::<Vec<_>>(), [dl[2]]);
+    assert_eq!(store.dlq_replay(&dl[..1], None, T0).await.unwrap(), 0);
+    let stats = store.stats(T0).await.unwrap();
+    assert_eq!((stats.queued, stats.dead_letters), (0, 1));
+    assert_eq!(
+        store
+            .forget(&["key-e0".to_owned()])
+            .await
+            .unwrap()
+            .dead_letters,
+        0,
+        "keys went with the entry"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// stats, purge, forget
+
+/// Every counter follows the events through enqueue, lease, hold, retry,
+/// ack, dead-letter and replay; pixels stay listed once seen.
+pub async fn stats_track_every_transition(factory: impl AsyncFn() -> Arc<dyn Store>) {
+    let store = factory().await;
+    let empty = store.stats(T0).await.unwrap();
+    assert_eq!(empty, crate::StoreStats::default());
+
+    let mut held = event("p2", "Lead", "h", EventSource::Browser);
+    held.hold_until_ms = Some(T0 + 1_000);
+    enqueue_ok(
+        &*store,
+        vec![
+            event("p1", "Purchase", "a", EventSource::Backend),
+            event("p1", "Purchase", "b", EventSource::Backend),
+            event("p1", "Purchase", "c", EventSource::Backend),
+            held,
+        ],
+        T0,
+    )
+    .await;
+    enqueue_ok(
+        &*store,
+        vec![event("p1", "Purchase", "d", EventSource::Backend)],
+        T0 + 5,
+    )
+    .await;
+    store
+        .enqueue(
+            vec![event("p1", "Purchase", "a", EventSource::Browser)],
+            T0 + 6,
+        )
+        .await
+        .unwrap();
+
+    let s = store.stats(T0 + 10).await.unwrap();
+    assert_eq!(
+        (
+            s.queued,
+            s.leased,
+            s.held,
+            s.dead_letters,
+            s.delivered_total,
+            s.duplicates_total
+        ),
+        (5, 0, 1, 0, 0, 1)
+    );
+    assert_eq!(
+        s.per_pixel
+            .iter()
+            .map(|p| p.pixel_id.as_str())
+            .collect::<Vec<_>>(),
+        ["p1", "p2"]
+    );
+    let p1 = pixel_stat(&s, "p1");
+    assert_eq!(
+        (p1.queued, p1.oldest_due_ms, p1.last_delivered_ms),
+        (4, Some(T0), None)
+    );
+    let p2 = pixel_stat(&s, "p2");
+    assert_eq!(
+        (p2.queued, p2.held, p2.oldest_due_ms),
+        (1, 1, Some(T0 + 1_000))
+    );
+
+    let leased = lease_ids(&*store, "p1", 3, T0 + 10).await; // a, b, c
+    let s = store.stats(T0 + 10).await.unwrap();
+    assert_eq!((s.queued, s.leased), (5, 3));
+    assert_eq!(pixel_stat(&s, "p1").leased, 3);
+
+    store.ack(&leased[..1], T0 + 20).await.unwrap();
+    store
+        .retry(&leased[1..2], T0 + 30_000, "err")
+        .await
+        .unwrap();
+    store
+        .dead_letter(&leased[2..3], reason("bad"), T0 + 20)
+        .await
+        .unwrap();
+    let s = store.stats(T0 + 20).await.unwrap();
+    assert_eq!(
+        (s.queued, s.leased, s.dead_letters, s.delivered_total),
+        (3, 0, 1, 1)
+    );
+    let p1 = pixel_stat(&s, "p1");
+    assert_eq!(
+        (
+            p1.queued,
+            p1.dead_letters,
+            p1.delivered_total,
+            p1.last_delivered_ms
+        ),
+        (2, 1, 1, Some(T0 + 20))
+    );
+    assert_eq!(
+        p1.oldest_due_ms,
+        Some(T0 + 5),
+        "d is the oldest due; b waits for its retry"
+    );
+
+    let dl = store.dlq_list(&DlqFilter::default()).await.unwrap();
+    store.dlq_replay(&[dl[0].id], None, T0 + 40).await.unwrap();
+    let rest = lease_ids(&*store, "p1", 10, T0 + 30_000).await;
+    store.ack(&rest, T0 + 30_001).await.unwrap();
+    let s = store.stats(T0 + 30_001).await.unwrap();
+    let p1 = pixel_stat(&s, "p1");
+    assert_eq!(
+        (p1.queued, p1.leased, p1.dead_letters, p1.delivered_total),
+        (0, 0, 0, 4)
+    );
+    assert_eq!(p1.oldest_due_ms, None);
+    assert_eq!(s.held, 0, "the hold of p2 has passed");
+    assert_eq!((s.queued, s.delivered_total, s.duplicates_total), (1, 4, 1));
+}
+
+/// `purge` deletes ledger entries whose window has passed (in bounded
+/// batches), keeps live ones (still duplicates), and reports the count.
+pub async fn purge_deletes_only_expired_ledger_entries(factory: impl AsyncFn() -> Arc<dyn Store>) {
+    let store = factory().await;
+    let window = store.dedup_window_ms();
+    let old: Vec<_> = (0..25)
+        .map(|i| event("p1", "Purchase", &format!("old{i}"), EventSource::Backend))
+        .collect();
+    enqueue_ok(&*store, old, T0).await;
+    enqueue_ok(
+        &*store,
+        vec![event("p1", "Purchase", "young", EventSource::Backend)],
+        T0 + 1_000,
+    )
+    .await;
+
+    let nothing = store.purge(T0 + window - 1).await.unwrap();
+    assert_eq!(nothing.ledger, 0);
+    let report = store.purge(T0 + window).await.unwrap();
+    assert_eq!(report.ledger, 25);
+    assert!(report.batches >= 1);
+    assert_eq!(
+        store.purge(T0 + window).await.unwrap().ledger,
+        0,
+        "purge is idempotent"
+    );
+
+    assert_eq!(
+        store
+            .dedup_report(None, T0 + 1_000)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.keys)
+            .sum::<u64>(),
+        1
+    );
+    let outcome = store
+        .enqueue(
+            vec![event("p1", "Purchase", "young", EventSource::Browser)],
+            T0 + window,
+        )
+        .await
+        .unwrap();
+    assert!(outcome[0].is_duplicate(), "a live entry survives the purge");
+    assert_eq!(
+        store.stats(T0 + window).await.unwrap().queued,
+        26,
+        "purge never touches the queue"
+    );
+}
+
+/// `forget` deletes every queued (even leased) and dead-lettered event
+/// carrying any of the keys, plus those events' ledger entries, and nothing else.
+pub async fn forget_deletes_every_event_carrying_a_user_key(
+    factory: impl AsyncFn() -> Arc<dyn Store>,
+) {
+    let store = factory().await;
+    let person = "5f4dcc3b5aa765d61d8327deb882cf99aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa".to_owned();
+    let phone = "0b14d501a594442a01c6859541bcb3e8164d183d32937b851835442f69d5c94e".to_owned();
+    let mut a = event("p1", "Purchase", "a", EventSource::Backend);
+    a.user_keys = vec![person.clone(), phone.clone(), person.clone()];
+    let mut b = event("p1", "Purchase", "b", EventSource::Backend);
+    b.user_keys = vec![phone.clone()];
+    let mut c = event("p2", "Lead", "c", EventSource::Browser);
+    c.user_keys = vec![person.clone()];
+    let mut d = event("p2", "Lead", "d", EventSource::Browser);
+    d.user_keys = vec![person.clone()];
+    let other = event("p1", "Purchase", "other", EventSource::Backend);
+    let ids = enqueue_ok(&*store, vec![a, b, c, d, other], T0).await;
+    lease_ids(&*store, "p1", 1, T0).await; // "a" is in flight
+    store
+        .dead_letter(&ids[2..3], reason("bad"), T0)
+        .await
+        .unwrap(); // "c" is a dead letter
+
+    let report = store
+        .forget(&[person.clone(), "unknown".to_owned()])
+        .await
+        .unwrap();
+    assert_eq!(
+        (report.queued, report.dead_letters, report.ledger),
+        (2, 1, 3),
+        "a, d queued; c dead; 3 ledger keys"
+    );
+    assert_eq!(report.events(), 3);
+
+    let stats = store.stats(T0).await.unwrap();
+    assert_eq!((stats.queued, stats.dead_letters, stats.leased), (2, 0, 0));
+    assert!(
+        store
+            .dlq_list(&DlqFilter::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let left = store.lease("p1", 10, LONG_LEASE_MS, T0).await.unwrap();
+    assert_eq!(event_ids(&left), ["b", "other"]);
+    assert_eq!(
+        store.dedup_lookup("p1", "Purchase", "a", T0).await.unwrap(),
+        None
+    );
+    assert!(
+        store
+            .dedup_lookup("p1", "Purchase", "b", T0)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    let report = store.forget(&[phone]).await.unwrap();
+    assert_eq!(
+        (report.queued, report.dead_letters, report.ledger),
+        (1, 0, 1),
+        "b, even though leased"
+    );
+    assert_eq!(
+        store.forget(&[person]).await.unwrap(),
+        Default::default(),
+        "forget is idempotent"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// concurrency and lifecycle
+
+/// Many tasks enqueue overlapping keys at once: every key is queued exactly
+/// once, every other copy is a duplicate, and the counts add up.
+pub async fn concurrent_enqueuers_get_consistent_outcomes(
+    factory: impl AsyncFn() -> Arc<dyn Store>,
+) {
+    let store = factory().await;
+    let tasks: u32 = 8;
+    let batches: u32 = 20;
+    let per_batch: u32 = 5;
+    // Task t sends keys k = (t / 2) * 1000 + b * per_batch + i: tasks come in
+    // pairs that race on identical keys.
+    let mut handles = Vec::new();
+    for t in 0..tasks {
+        let store = Arc::clone(&store);
+        handles.push(tokio::spawn(async move {
+            let mut results = Vec::new();
+            for b in 0..batches {
+                let events: Vec<_> = (0..per_batch)
+                    .map(|i| {
+                        let key = (t / 2) * 1000 + b * per_batch + i;
+                        let source = if t % 2 == 0 {
+                            EventSource::Browser
+                        } else {
+                            EventSource::Backend
+                        };
+                        event(
+                            &format!("p{}", key % 3),
+                            "Purchase",
+                            &format!("k{key}"),
+                            source,
+                        )
+                    })
+                    .collect();
+                let keys: Vec<_> = events.iter().map(|e| e.event_id.clone()).collect();
+                let outcomes = store.enqueue(events, T0).await.expect("enqueue");
+                assert_eq!(outcomes.len(), keys.len());
+                results.extend(keys.into_iter().zip(outcomes));
+            }
+            results
+        }));
+    }
+    let mut queued_per_key: BTreeMap<String, u32> = BTreeMap::new();
+    let mut duplicates = 0u64;
+    let mut ids = BTreeSet::new();
+    for handle in handles {
+        for (key, outcome) in handle.await.expect("task") {
+            match outcome {
+                EnqueueOutcome::Queued { id } => {
+                    *queued_per_key.entry(key).or_default() += 1;
+                    assert!(ids.insert(id), "id {id} handed out twice");
+                }
+                EnqueueOutcome::Duplicate { .. } => duplicates += 1,
+            }
+        }
+    }
+    let distinct = (tasks / 2) * batches * per_batch;
+    assert_eq!(queued_per_key.len(), distinct as usize);
+    assert!(
+        queued_per_key.values().all(|n| *n == 1),
+        "each key queued exactly once"
+    );
+    assert_eq!(duplicates, u64::from(distinct));
+
+    let stats = store.stats(T0).await.unwrap();
+    assert_eq!(stats.queued, u64::from(distinct));
+    assert_eq!(stats.duplicates_total, duplicates);
+    let mut leased = 0;
+    for pixel in store.due_pixels(T0).await.unwrap() {
+        leased += store
+            .lease(&pixel, 10_000, LONG_LEASE_MS, T0)
+            .await
+            .unwrap()
+            .len();
+    }
+    assert_eq!(leased, distinct as usize);
+}
+
+/// A fresh store is writable.
+pub async fn check_writable_succeeds_on_a_fresh_store(factory: impl AsyncFn() -> Arc<dyn Store>) {
+    let store = factory().await;
+    store.check_writable().await.expect("writable");
+    store.check_writable().await.expect("still writable");
+    assert!(!store.backend_name().is_empty());
+    assert_eq!(
+        store.stats(T0).await.unwrap().queued,
+        0,
+        "the probe is not an event"
+    );
+}
+
+/// `close` is idempotent; writes after it fail with `store_closed`, and
+/// nothing written before it is lost.
+pub async fn writes_after_close_fail_with_closed(factory: impl AsyncFn() -> Arc<dyn Store>) {
+    let store = factory().await;
+    enqueue_ok(
+        &*store,
+        vec![event("p1", "Purchase", "a", EventSource::Backend)],
+        T0,
+    )
+    .await;
+    store.close().await.expect("close");
+    store.close().await.expect("close again");
+    let err = store
+        .enqueue(vec![event("p1", "Purchase", "b", EventSource::Backend)], T0)
+        .await
+        .unwrap_err();
+    assert_eq!(err, StoreError::Closed);
+    assert_eq!(
+        store.check_writable().await.unwrap_err().code(),
+        "store_closed"
+    );
+}

@@ -117,14 +117,29 @@ mod tests {
     fn codes_are_stable_and_distinct() {
         let all = [
             StoreError::Closed,
-            StoreError::Busy { message: String::new() },
-            StoreError::Full { message: String::new() },
-            StoreError::ReadOnly { message: String::new() },
-            StoreError::Io { message: String::new() },
-            StoreError::Corrupt { message: String::new() },
-            StoreError::SchemaTooNew { found: 2, supported: 1 },
+            StoreError::Busy {
+                message: String::new(),
+            },
+            StoreError::Full {
+                message: String::new(),
+            },
+            StoreError::ReadOnly {
+                message: String::new(),
+            },
+            StoreError::Io {
+                message: String::new(),
+            },
+            StoreError::Corrupt {
+                message: String::new(),
+            },
+            StoreError::SchemaTooNew {
+                found: 2,
+                supported: 1,
+            },
             StoreError::invalid("x"),
-            StoreError::Backend { message: String::new() },
+            StoreError::Backend {
+                message: String::new(),
+            },
         ];
         let mut codes: Vec<_> = all.iter().map(StoreError::code).collect();
         assert!(codes.iter().all(|c| c.starts_with("store_")));

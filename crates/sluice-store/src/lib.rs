@@ -48,8 +48,8 @@ pub use ids::{DeadLetterId, EventRowId, ParseIdError};
 pub use sqlite::{SqliteOptions, SqliteStore, WriterStats};
 pub use types::{
     DEFAULT_DEDUP_WINDOW_MS, DEFAULT_DLQ_LIMIT, DeadLetter, DeadLetterReason, DedupReportRow,
-    DlqFilter, EnqueueOutcome, EventSource, ForgetReport, LeasedEvent, LedgerEntry,
-    MAX_DLQ_LIMIT, NewEvent, ParseSourceError, PixelStats, PurgeReport, SourceSet, StoreStats,
+    DlqFilter, EnqueueOutcome, EventSource, ForgetReport, LeasedEvent, LedgerEntry, MAX_DLQ_LIMIT,
+    NewEvent, ParseSourceError, PixelStats, PurgeReport, SourceSet, StoreStats,
 };
 
 /// The durable queue. Object-safe: the server holds an `Arc<dyn Store>`.

@@ -401,9 +401,7 @@ pub struct DlqFilter {
 impl DlqFilter {
     /// The page size after defaulting and clamping.
     pub fn effective_limit(&self) -> u32 {
-        self.limit
-            .unwrap_or(DEFAULT_DLQ_LIMIT)
-            .min(MAX_DLQ_LIMIT)
+        self.limit.unwrap_or(DEFAULT_DLQ_LIMIT).min(MAX_DLQ_LIMIT)
     }
 }
 
@@ -539,7 +537,10 @@ mod tests {
             .with(EventSource::Browser);
         assert_eq!(set.bits(), 0b0101);
         assert_eq!(set.to_string(), "browser+graph");
-        assert_eq!(serde_json::to_string(&set).unwrap(), r#"["browser","graph"]"#);
+        assert_eq!(
+            serde_json::to_string(&set).unwrap(),
+            r#"["browser","graph"]"#
+        );
         assert_eq!(SourceSet::from_bits(0xff).bits(), 0x0f);
         assert_eq!(SourceSet::EMPTY.to_string(), "-");
     }

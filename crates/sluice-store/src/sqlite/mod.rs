@@ -387,10 +387,8 @@ impl Store for SqliteStore {
             event_id.to_owned(),
         );
         let live_after_ms = now_ms.saturating_sub(self.options.dedup_window_ms);
-        self.read(move |conn| {
-            read::dedup_lookup(conn, (&key.0, &key.1, &key.2), live_after_ms)
-        })
-        .await
+        self.read(move |conn| read::dedup_lookup(conn, (&key.0, &key.1, &key.2), live_after_ms))
+            .await
     }
 
     async fn dedup_report(

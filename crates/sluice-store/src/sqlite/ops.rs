@@ -187,7 +187,9 @@ pub(crate) fn enqueue(
             .map_err(sql_error)?;
         let row_id = conn.last_insert_rowid();
         for key in &event.user_keys {
-            insert_key.execute(params![row_id, key]).map_err(sql_error)?;
+            insert_key
+                .execute(params![row_id, key])
+                .map_err(sql_error)?;
         }
         deltas.pixel(&event.pixel_id).queued += 1;
         outcomes.push(EnqueueOutcome::Queued {
@@ -344,13 +346,7 @@ pub(crate) fn dead_letter(
     for id in dedup_ids(ids) {
         let copied: Option<(i64, String)> = copy
             .query_row(
-                params![
-                    id,
-                    reason.code,
-                    reason.message,
-                    reason.detail_json,
-                    now_ms
-                ],
+                params![id, reason.code, reason.message, reason.detail_json, now_ms],
                 |row| Ok((row.get(0)?, row.get(1)?)),
             )
             .optional()
@@ -469,7 +465,9 @@ pub(crate) fn purge_ledger_batch(
                  LIMIT ?2)",
         )
         .map_err(sql_error)?;
-    Ok(delete.execute(params![cutoff_ms, limit]).map_err(sql_error)? as u64)
+    Ok(delete
+        .execute(params![cutoff_ms, limit])
+        .map_err(sql_error)? as u64)
 }
 
 /// See [`Store::forget`](crate::Store::forget).

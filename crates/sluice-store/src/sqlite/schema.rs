@@ -179,7 +179,11 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
         ))
         .map_err(sql_error)?;
-        tracing::info!(from = version, to = SCHEMA_VERSION, "migrated sqlite store schema");
+        tracing::info!(
+            from = version,
+            to = SCHEMA_VERSION,
+            "migrated sqlite store schema"
+        );
     }
     tx.commit().map_err(sql_error)
 }

@@ -108,7 +108,9 @@ pub(crate) enum Command {
         reply: Reply<()>,
     },
     /// Commit what is pending, answer, and stop the thread.
-    Shutdown { reply: oneshot::Sender<()> },
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// Settings the writer needs.
@@ -213,7 +215,9 @@ impl Command {
                 cutoff_ms,
                 limit,
                 reply,
-            } => run(conn, reply, |c| ops::purge_ledger_batch(c, cutoff_ms, limit)),
+            } => run(conn, reply, |c| {
+                ops::purge_ledger_batch(c, cutoff_ms, limit)
+            }),
             Command::Forget { user_keys, reply } => {
                 run(conn, reply, |c| ops::forget(c, &user_keys))
             }
