@@ -1,0 +1,647 @@
+//! `ph`: phone numbers, as E.164 digits without the `+` (`16505551212`).
+//!
+//! Meta's docs: "remove symbols, letters and leading zeros; must include the country
+//! code". Neither reference adds a missing country code or understands a trunk `(0)`;
+//! §5.3 asks us to do both. Decisions:
+//!
+//! * **Characters.** Digits, whitespace, `- . / ( ) [ ]` and Unicode dashes are allowed;
+//!   a leading `+` and a leading `tel:` are understood; an extension at the end (`ext.
+//!   123`, `x123`, `#123`, `;ext=123` in a `tel:` URI) is dropped, because Meta matches
+//!   the subscriber number. Any other letter makes the value invalid (`1-800-FLOWERS`
+//!   is a vanity number, not a person's phone; the param builder turns it into `1800`).
+//! * **International form**: `+CC…`, `00CC…` (the ITU prefix used almost everywhere),
+//!   and `011CC…` (North America) when the region is unknown or is a `+1` country.
+//!   A trunk `(0)` after the country code is dropped (`+49 (0)171 1234567` →
+//!   `491711234567`; all references keep the 0, which Meta cannot match).
+//! * **National form** with a known region (the event's `country`, else the configured
+//!   default region): the trunk prefix is removed and the region's calling code added
+//!   (`0171 1234567` + `de` → `491711234567`, `(650) 555-1212` + `us` →
+//!   `16505551212`). Digits that already start with the region's calling code and
+//!   form a possible number with it are taken as already international
+//!   (`16505551212` + `us` stays), which also makes normalisation idempotent.
+//! * **National form without any region**: the digits are kept, leading zeros removed,
+//!   exactly as both references do (`(555) 123-4567` → `5551234567`); we cannot know
+//!   the country. 7–15 digits are required (`12345` is refused).
+//! * **Validation**: the calling code must exist and the national number must have a
+//!   length that the metadata lists as possible for that code. We deliberately do not
+//!   call `is_valid` (≈10 regex matches per number) on the hot path: an unassigned but
+//!   well-formed number simply fails to match at Meta. Only the ambiguous `011…`
+//!   without a region uses it, to tell `011 44 20 7946 0958` (international) from a
+//!   national number that starts with `011`.
+//!
+//! Speed: the `phonenumber` crate costs ~4 µs per parse and ~100 ms on first use.
+//! [`crate::warm_up`] pays the first-use cost at start-up. A fast path handles numbers
+//! whose country has no special national-prefix rules (most of them) from a table
+//! built once from the same metadata, without parsing; a unit test checks that it
+//! agrees with the parser.
+
+use crate::NormalizeError;
+use crate::location::CountryCode;
+use crate::text::{is_space, trim};
+use phonenumber::country::Id;
+use phonenumber::metadata::DATABASE;
+use std::fmt::Write as _;
+use std::str::FromStr;
+use std::sync::LazyLock;
+
+/// Enough for any E.164 number (≤ 15 digits) plus an international prefix and slack.
+const MAX_DIGITS: usize = 24;
+
+/// A short run of ASCII digits on the stack.
+#[derive(Clone, Copy)]
+struct Digits {
+    buf: [u8; MAX_DIGITS],
+    len: usize,
+}
+
+impl Digits {
+    const fn new() -> Self {
+        Digits {
+            buf: [0; MAX_DIGITS],
+            len: 0,
+        }
+    }
+
+    fn from_slice(digits: &[u8]) -> Result<Self, NormalizeError> {
+        let mut d = Digits::new();
+        for &b in digits {
+            d.push(b)?;
+        }
+        Ok(d)
+    }
+
+    fn push(&mut self, digit: u8) -> Result<(), NormalizeError> {
+        let slot = self
+            .buf
+            .get_mut(self.len)
+            .ok_or(NormalizeError::InvalidPhone)?;
+        *slot = digit;
+        self.len += 1;
+        Ok(())
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        self.buf.get(..self.len).unwrap_or(&[])
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(self.as_bytes()).unwrap_or("")
+    }
+}
+
+/// A number split into calling code and national significant number.
+struct E164 {
+    cc: u16,
+    national: Digits,
+}
+
+/// What a scan of the raw text found.
+struct Scanned {
+    digits: Digits,
+    plus: bool,
+    /// Index in `digits` of a `0` written as `(0)` after at least one digit.
+    trunk_at: Option<usize>,
+}
+
+fn is_separator(c: char) -> bool {
+    is_space(c)
+        || matches!(
+            c,
+            '-' | '.' | '/' | '(' | ')' | '[' | ']' | '\u{2010}'..='\u{2015}' | '\u{2212}'
+        )
+}
+
+/// Length in bytes of `(0)` (inner spaces allowed) at the start of `rest`, which
+/// begins right after the `(`.
+fn trunk_group_len(rest: &str) -> Option<usize> {
+    let a = rest.trim_start_matches(is_space);
+    let b = a.strip_prefix('0')?;
+    let c = b.trim_start_matches(is_space);
+    c.strip_prefix(')')?;
+    Some(rest.len() - c.len() + 1)
+}
+
+/// True when `rest` is an extension: marker, optional `: = .` and spaces, 1–10 digits,
+/// then nothing but spaces.
+fn is_extension(rest: &str) -> bool {
+    const MARKERS: [&str; 5] = ["extension", "ext", "ex", "x", "#"];
+    let Some(after) = MARKERS.iter().find_map(|m| {
+        rest.get(..m.len())
+            .filter(|p| p.eq_ignore_ascii_case(m))
+            .and_then(|_| rest.get(m.len()..))
+    }) else {
+        return false;
+    };
+    let after = after.trim_start_matches(|c: char| is_space(c) || matches!(c, '.' | ':' | '='));
+    let digits = after.bytes().take_while(u8::is_ascii_digit).count();
+    (1..=10).contains(&digits) && after.get(digits..).is_some_and(|t| t.chars().all(is_space))
+}
+
+fn scan(value: &str) -> Result<Scanned, NormalizeError> {
+    let mut s = Scanned {
+        digits: Digits::new(),
+        plus: false,
+        trunk_at: None,
+    };
+    let tel = value
+        .get(..4)
+        .is_some_and(|p| p.eq_ignore_ascii_case("tel:"));
+    let mut i = if tel { 4 } else { 0 };
+    while let Some(c) = value.get(i..).and_then(|r| r.chars().next()) {
+        let rest_after = value.get(i + c.len_utf8()..).unwrap_or("");
+        match c {
+            '0'..='9' => s.digits.push(c as u8)?,
+            '+' if s.digits.len == 0 && !s.plus => s.plus = true,
+            '(' if s.digits.len > 0 && s.trunk_at.is_none() => {
+                if let Some(n) = trunk_group_len(rest_after) {
+                    s.trunk_at = Some(s.digits.len);
+                    s.digits.push(b'0')?;
+                    i += c.len_utf8() + n;
+                    continue;
+                }
+            }
+            ';' if tel => break,
+            c if is_separator(c) => {}
+            c if (c.is_ascii_alphabetic() || c == '#') && s.digits.len > 0 => {
+                if is_extension(value.get(i..).unwrap_or("")) {
+                    break;
+                }
+                return Err(NormalizeError::InvalidPhone);
+            }
+            _ => return Err(NormalizeError::InvalidPhone),
+        }
+        i += c.len_utf8();
+    }
+    Ok(s)
+}
+
+/// What the fast path needs to know about one calling code.
+#[derive(Clone, Default)]
+struct CodeInfo {
+    /// Bit `n` set when a national number of `n` digits is possible.
+    lengths: u32,
+    /// No region of this code has a national-prefix-for-parsing rule.
+    simple: bool,
+    /// National (trunk) prefixes of the regions sharing this code.
+    prefixes: Vec<&'static str>,
+}
+
+impl CodeInfo {
+    fn possible(&self, len: usize) -> bool {
+        len < 32 && self.lengths & (1 << len) != 0
+    }
+}
+
+/// What the national path needs to know about one region.
+#[derive(Clone, Copy)]
+struct RegionInfo {
+    id: Id,
+    cc: u16,
+    national_prefix: Option<&'static str>,
+    simple: bool,
+}
+
+struct Tables {
+    /// Indexed by calling code (1–999).
+    codes: Vec<Option<CodeInfo>>,
+    /// Indexed by `(a - b'A') * 26 + (b - b'A')` of the upper-case alpha-2 code.
+    regions: Vec<Option<RegionInfo>>,
+}
+
+static TABLES: LazyLock<Tables> = LazyLock::new(build_tables);
+
+fn build_tables() -> Tables {
+    let mut codes: Vec<Option<CodeInfo>> = vec![None; 1000];
+    let mut regions: Vec<Option<RegionInfo>> = vec![None; 26 * 26];
+    let db: &'static phonenumber::metadata::Database = &DATABASE;
+    for meta in db.iter() {
+        let cc = meta.country_code();
+        let d = meta.descriptors();
+        let mut lengths = 0u32;
+        // Only the kinds of number a person has; toll-free, premium-rate, shared-cost,
+        // pager and UAN numbers are not contact data (and would let a 7-digit number
+        // pass as `+1`). The general descriptor is empty in this metadata build.
+        let descs = [
+            Some(d.general()),
+            d.fixed_line(),
+            d.mobile(),
+            d.voip(),
+            d.personal_number(),
+        ];
+        for desc in descs.into_iter().flatten() {
+            for &len in desc.possible_length() {
+                if len < 32 {
+                    lengths |= 1 << len;
+                }
+            }
+        }
+        let simple = meta.national_prefix_for_parsing().is_none();
+        let prefix = meta.national_prefix().filter(|p| !p.is_empty());
+        if let Some(slot) = codes.get_mut(usize::from(cc)) {
+            let info = slot.get_or_insert_with(|| CodeInfo {
+                simple: true,
+                ..CodeInfo::default()
+            });
+            info.lengths |= lengths;
+            info.simple &= simple;
+            if let Some(p) = prefix
+                && !info.prefixes.contains(&p)
+            {
+                info.prefixes.push(p);
+            }
+        }
+        if let (&[a @ b'A'..=b'Z', b @ b'A'..=b'Z'], Ok(id)) =
+            (meta.id().as_bytes(), Id::from_str(meta.id()))
+        {
+            let index = usize::from(a - b'A') * 26 + usize::from(b - b'A');
+            if let Some(slot) = regions.get_mut(index) {
+                *slot = Some(RegionInfo {
+                    id,
+                    cc,
+                    national_prefix: prefix,
+                    simple,
+                });
+            }
+        }
+    }
+    Tables { codes, regions }
+}
+
+fn code_info(cc: u16) -> Option<&'static CodeInfo> {
+    TABLES.codes.get(usize::from(cc)).and_then(Option::as_ref)
+}
+
+fn region_info(country: CountryCode) -> Option<RegionInfo> {
+    let [a, b] = country.upper();
+    let index = usize::from(a.checked_sub(b'A')?) * 26 + usize::from(b.checked_sub(b'A')?);
+    TABLES.regions.get(index).copied().flatten()
+}
+
+/// Calling codes are a prefix code: at most one of the first 1, 2, 3 digits matches.
+fn split_calling_code(digits: &[u8]) -> Option<(u16, &[u8])> {
+    (1..=3).find_map(|n| {
+        let head = digits.get(..n)?;
+        if head.first() == Some(&b'0') {
+            return None;
+        }
+        let cc = head
+            .iter()
+            .fold(0u16, |acc, b| acc * 10 + u16::from(b - b'0'));
+        code_info(cc).map(|_| (cc, digits.get(n..).unwrap_or(&[])))
+    })
+}
+
+/// Parse with the `phonenumber` crate. `digits` are ASCII digits; `plus` prefixes a `+`.
+fn parse_slow(
+    region: Option<Id>,
+    digits: &[u8],
+    plus: bool,
+) -> Result<phonenumber::PhoneNumber, NormalizeError> {
+    let mut buf = [0u8; MAX_DIGITS + 1];
+    let start = usize::from(plus);
+    if plus {
+        buf[0] = b'+';
+    }
+    let dst = buf
+        .get_mut(start..start + digits.len())
+        .ok_or(NormalizeError::InvalidPhone)?;
+    dst.copy_from_slice(digits);
+    let text = buf
+        .get(..start + digits.len())
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .ok_or(NormalizeError::InvalidPhone)?;
+    phonenumber::parse(region, text).map_err(|_| NormalizeError::InvalidPhone)
+}
+
+/// Turn a parsed number into calling code + national digits, checking the length.
+fn from_parsed(number: &phonenumber::PhoneNumber) -> Result<E164, NormalizeError> {
+    let cc = number.code().value();
+    let national = number.national();
+    let mut digits = Digits::new();
+    for _ in 0..national.zeros() {
+        digits.push(b'0')?;
+    }
+    let value = national.value();
+    if value != 0 {
+        let mut tmp = [0u8; 20];
+        let mut n = value;
+        let mut k = tmp.len();
+        while n > 0 && k > 0 {
+            k -= 1;
+            tmp[k] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+        for &b in tmp.get(k..).unwrap_or(&[]) {
+            digits.push(b)?;
+        }
+    }
+    let info = code_info(cc).ok_or(NormalizeError::InvalidPhone)?;
+    if !info.possible(digits.len) {
+        return Err(NormalizeError::InvalidPhone);
+    }
+    Ok(E164 {
+        cc,
+        national: digits,
+    })
+}
+
+/// `digits` start with a calling code (the `+`/IDD already removed).
+fn international(digits: &[u8]) -> Result<E164, NormalizeError> {
+    let (cc, national) = split_calling_code(digits).ok_or(NormalizeError::InvalidPhone)?;
+    let info = code_info(cc).ok_or(NormalizeError::InvalidPhone)?;
+    let plain = info.simple
+        && national.first().is_some_and(|&b| b != b'0')
+        && !info
+            .prefixes
+            .iter()
+            .any(|p| national.starts_with(p.as_bytes()));
+    if plain {
+        // The parser would not change anything here; only the length decides.
+        return if info.possible(national.len()) {
+            Ok(E164 {
+                cc,
+                national: Digits::from_slice(national)?,
+            })
+        } else {
+            Err(NormalizeError::InvalidPhone)
+        };
+    }
+    from_parsed(&parse_slow(None, digits, true)?)
+}
+
+/// `digits` are in the national format of `region` (or already carry its code).
+fn national(region: RegionInfo, digits: &[u8]) -> Result<E164, NormalizeError> {
+    let mut cc_text = [0u8; 5];
+    let cc_len = {
+        let mut n = region.cc;
+        let mut k = cc_text.len();
+        while n > 0 && k > 0 {
+            k -= 1;
+            cc_text[k] = b'0' + (n % 10) as u8;
+            n /= 10;
+        }
+        cc_text.copy_within(k.., 0);
+        cc_text.len() - k
+    };
+    let own_code = cc_text.get(..cc_len).unwrap_or(&[]);
+    if digits.starts_with(own_code)
+        && let Ok(e) = international(digits)
+        && e.cc == region.cc
+    {
+        return Ok(e);
+    }
+    if region.simple {
+        let nsn = match region.national_prefix {
+            Some(p) => digits.strip_prefix(p.as_bytes()).unwrap_or(digits),
+            None => digits,
+        };
+        let plain = nsn.first().is_some_and(|&b| b != b'0');
+        if plain {
+            let info = code_info(region.cc).ok_or(NormalizeError::InvalidPhone)?;
+            if info.possible(nsn.len()) {
+                return Ok(E164 {
+                    cc: region.cc,
+                    national: Digits::from_slice(nsn)?,
+                });
+            }
+        }
+    }
+    parse_slow(Some(region.id), digits, false)
+        .and_then(|n| from_parsed(&n))
+        // A foreign number written without its `+` (for example one we normalised
+        // earlier under another region), accepted only when it is fully valid.
+        .or_else(|_| valid_international(digits))
+}
+
+/// `digits` (after the `+`/IDD) form a number that passes the full `is_valid` check.
+/// Slow (regex matching); used only where a national reading is impossible or the
+/// prefix is ambiguous.
+fn valid_international(digits: &[u8]) -> Result<E164, NormalizeError> {
+    let number = parse_slow(None, digits, true)?;
+    if number.is_valid() {
+        from_parsed(&number)
+    } else {
+        Err(NormalizeError::InvalidPhone)
+    }
+}
+
+/// No region known: keep the digits without leading zeros, as both references do.
+fn without_region(digits: &[u8]) -> Result<&[u8], NormalizeError> {
+    let start = digits
+        .iter()
+        .position(|&b| b != b'0')
+        .unwrap_or(digits.len());
+    let rest = digits.get(start..).unwrap_or(&[]);
+    if (7..=15).contains(&rest.len()) {
+        Ok(rest)
+    } else {
+        Err(NormalizeError::InvalidPhone)
+    }
+}
+
+fn write_e164(e: &E164, out: &mut String) {
+    out.clear();
+    let _ = write!(out, "{}", e.cc);
+    out.push_str(e.national.as_str());
+}
+
+/// Normalise a phone number into `out` (cleared first) as E.164 digits without `+`.
+///
+/// `region` is the event's country or the configured default; without one, national
+/// numbers keep their digits (see the module docs).
+pub fn normalize_phone(
+    input: &str,
+    region: Option<CountryCode>,
+    out: &mut String,
+) -> Result<(), NormalizeError> {
+    out.clear();
+    let value = trim(input);
+    if value.is_empty() {
+        return Ok(());
+    }
+    let scanned = scan(value)?;
+    if scanned.digits.len == 0 {
+        return Err(NormalizeError::InvalidPhone);
+    }
+    let all = scanned.digits.as_bytes();
+    let region = region.and_then(region_info);
+
+    // The digits after an international prefix of `idd` digits, without the (0) trunk.
+    let after_idd = |idd: usize| -> Result<Digits, NormalizeError> {
+        let mut d = Digits::new();
+        for (i, &b) in all.iter().enumerate().skip(idd) {
+            if scanned.trunk_at == Some(i) && i > idd {
+                continue;
+            }
+            d.push(b)?;
+        }
+        Ok(d)
+    };
+
+    let e164 = if scanned.plus {
+        international(after_idd(0)?.as_bytes())?
+    } else if all.starts_with(b"00") {
+        match (international(after_idd(2)?.as_bytes()), region) {
+            (Ok(e), _) => e,
+            (Err(_), Some(r)) => national(r, all)?,
+            (Err(e), None) => return Err(e),
+        }
+    } else if all.starts_with(b"011") && region.is_none_or(|r| r.cc == 1) {
+        let rest = after_idd(3)?;
+        let intl = match region {
+            Some(_) => international(rest.as_bytes()).ok(),
+            // No region: only when it really is a valid international number.
+            None => valid_international(rest.as_bytes()).ok(),
+        };
+        match (intl, region) {
+            (Some(e), _) => e,
+            (None, Some(r)) => national(r, all)?,
+            (None, None) => {
+                out.push_str(std::str::from_utf8(without_region(all)?).unwrap_or(""));
+                return Ok(());
+            }
+        }
+    } else if let Some(r) = region {
+        national(r, all)?
+    } else {
+        out.push_str(std::str::from_utf8(without_region(all)?).unwrap_or(""));
+        return Ok(());
+    };
+    write_e164(&e164, out);
+    Ok(())
+}
+
+/// Load the phone metadata and compile the regular expressions used most often, so
+/// that the first real request does not pay ~100 ms.
+pub(crate) fn warm_up() {
+    LazyLock::force(&TABLES);
+    let mut out = String::new();
+    for (number, region) in [
+        ("+49 (0)171 1234567", None),
+        ("0171 1234567", CountryCode::from_alpha2("de")),
+        ("(650) 555-1212", Some(CountryCode::US)),
+        ("+1 650 555 1212", None),
+        ("+44 20 7946 0958", None),
+        ("011 44 20 7946 0958", None),
+    ] {
+        let _ = normalize_phone(number, region, &mut out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ph(s: &str, region: Option<&str>) -> Result<String, NormalizeError> {
+        let mut out = String::new();
+        let region = region.and_then(CountryCode::from_alpha2);
+        normalize_phone(s, region, &mut out).map(|()| out)
+    }
+
+    #[test]
+    fn international_forms() {
+        for (input, want) in [
+            ("+1 (650) 555-1212", "16505551212"),
+            ("+49 (0)171 1234567", "491711234567"),
+            ("+49 ( 0 ) 171 1234567", "491711234567"),
+            ("+49 0171 1234567", "491711234567"),
+            ("0049 171 1234567", "491711234567"),
+            ("0049 (0)171 1234567", "491711234567"),
+            ("+44 (0)20 7946 0958", "442079460958"),
+            ("011 44 20 7946 0958", "442079460958"),
+            ("+39 06 1234 5678", "390612345678"),
+            ("tel:+16505551212", "16505551212"),
+            ("tel:+1-650-555-1212;ext=22", "16505551212"),
+            ("+1 650 555 1212 ext. 123", "16505551212"),
+            ("+1 650 555 1212 x123", "16505551212"),
+            ("+1 650 555 1212 #123", "16505551212"),
+            ("+880 1712-345678", "8801712345678"),
+            ("\u{a0}+16505551212", "16505551212"),
+        ] {
+            assert_eq!(ph(input, None).as_deref(), Ok(want), "{input}");
+        }
+    }
+
+    #[test]
+    fn national_forms() {
+        for (input, region, want) in [
+            ("(650)555-1212", Some("us"), "16505551212"),
+            ("16505551212", Some("us"), "16505551212"),
+            ("0171 1234567", Some("de"), "491711234567"),
+            ("491711234567", Some("de"), "491711234567"),
+            ("020 7946 0958", Some("gb"), "442079460958"),
+            ("06 12 34 56 78", Some("fr"), "33612345678"),
+            ("011 44 20 7946 0958", Some("us"), "442079460958"),
+            ("0049 171 1234567", Some("us"), "491711234567"),
+            ("+49 171 1234567", Some("us"), "491711234567"),
+            ("06 1234 5678", Some("it"), "390612345678"),
+            ("(650)555-1212", None, "6505551212"),
+            ("0171 1234567", None, "1711234567"),
+            ("650.555.1212", None, "6505551212"),
+        ] {
+            assert_eq!(ph(input, region).as_deref(), Ok(want), "{input} {region:?}");
+        }
+    }
+
+    #[test]
+    fn refusals() {
+        for (input, region) in [
+            ("1-800-FLOWERS", None),
+            ("12345", None),
+            ("+999 1234567", None),
+            ("+1 555", None),
+            ("555 1234", Some("us")),
+            ("---", None),
+            ("+", None),
+            ("1+2", None),
+            ("phone: 123", None),
+            ("+1 650 555 1212 ext", None),
+            ("00 12345", None),
+            ("1234567890123456789012345678", None),
+        ] {
+            assert_eq!(
+                ph(input, region),
+                Err(NormalizeError::InvalidPhone),
+                "{input}"
+            );
+        }
+        assert_eq!(ph("  ", None).as_deref(), Ok(""));
+    }
+
+    /// The fast paths must agree with the parser wherever they apply.
+    #[test]
+    fn fast_path_agrees_with_parser() {
+        let samples = [
+            "+16505551212",
+            "+491711234567",
+            "+442079460958",
+            "+33612345678",
+            "+8801712345678",
+            "+61412345678",
+            "+81312345678",
+            "+5511912345678",
+            "+5215512345678",
+            "+79161234567",
+            "+390612345678",
+            "+353851234567",
+            "+4312345678",
+            "+41446681800",
+        ];
+        for s in samples {
+            let digits = &s.as_bytes()[1..];
+            let fast = international(digits).map(|e| {
+                let mut out = String::new();
+                write_e164(&e, &mut out);
+                out
+            });
+            let slow = parse_slow(None, digits, true)
+                .and_then(|n| from_parsed(&n))
+                .map(|e| {
+                    let mut out = String::new();
+                    write_e164(&e, &mut out);
+                    out
+                });
+            assert_eq!(fast, slow, "{s}");
+        }
+    }
+}

@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""Generate src/tables/countries.rs and src/tables/currencies.rs from pycountry's ISO data.
+
+Usage: python3 tools/gen_country_tables.py   (needs `pip install pycountry`)
+
+The lookup key of a country name is the name lower-cased with every character that is
+not alphabetic removed (the same rule as `location::country_key` in Rust; a unit test
+checks that every key is a fixed point of the Rust rule). Names with accents are
+added twice: as written and with the accents folded away, because input is never
+Unicode-normalised and decomposed accents are dropped by the key rule.
+"""
+import os
+import sys
+import unicodedata
+
+import pycountry
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+OUT = os.path.join(HERE, "..", "src", "tables")
+
+
+def key(s):
+    return "".join(c for c in s.lower() if c.isalpha()).replace("\u03c2", "\u03c3")
+
+
+def fold(s):
+    return "".join(c for c in unicodedata.normalize("NFKD", s) if not unicodedata.combining(c))
+
+
+# Extra names people actually type: colloquial English names, the constituent
+# countries of the UK, and endonyms of the larger markets. Exact keys only.
+ALIASES = {
+    "us": ["america", "unitedstatesofamerica", "usa", "theunitedstates"],
+    "gb": ["uk", "greatbritain", "britain", "england", "scotland", "wales",
+           "northernireland", "theunitedkingdom"],
+    "kr": ["southkorea", "republicofkorea", "korearepublicof", "대한민국", "한국"],
+    "kp": ["northkorea", "dprk"],
+    "ru": ["russia", "россия"],
+    "cz": ["czechrepublic", "česko", "českárepublika"],
+    "tr": ["turkey", "türkiye"],
+    "ci": ["ivorycoast"],
+    "mk": ["macedonia"],
+    "va": ["vatican", "vaticancity"],
+    "ps": ["palestine"],
+    "tw": ["taiwan", "臺灣", "台灣", "台湾"],
+    "la": ["laos"],
+    "vn": ["vietnam", "việtnam"],
+    "sy": ["syria"],
+    "ir": ["iran"],
+    "md": ["moldova"],
+    "tz": ["tanzania"],
+    "ve": ["venezuela"],
+    "bo": ["bolivia"],
+    "bn": ["brunei"],
+    "cv": ["capeverde"],
+    "sz": ["swaziland"],
+    "mm": ["burma"],
+    "tl": ["easttimor"],
+    "fm": ["micronesia"],
+    "cd": ["drc", "drcongo", "democraticrepublicofthecongo", "democraticrepublicofcongo",
+           "congokinshasa"],
+    "cg": ["republicofthecongo", "congobrazzaville"],
+    "nl": ["holland", "thenetherlands", "nederland"],
+    "ae": ["uae"],
+    "de": ["deutschland"],
+    "at": ["österreich"],
+    "ch": ["schweiz", "suisse", "svizzera"],
+    "es": ["españa"],
+    "it": ["italia"],
+    "br": ["brasil"],
+    "mx": ["méxico"],
+    "be": ["belgië", "belgique", "belgien"],
+    "pl": ["polska"],
+    "se": ["sverige"],
+    "no": ["norge"],
+    "dk": ["danmark"],
+    "fi": ["suomi"],
+    "ie": ["éire"],
+    "hu": ["magyarország"],
+    "gr": ["hellas", "ελλάδα", "ελλάς"],
+    "hr": ["hrvatska"],
+    "si": ["slovenija"],
+    "sk": ["slovensko"],
+    "ua": ["україна", "ukraina"],
+    "jp": ["日本", "nippon", "nihon"],
+    "cn": ["中国", "prc"],
+    "hk": ["香港"],
+}
+
+
+def main():
+    table = {}
+    conflicts = set()
+
+    def add(k, code, strong=True):
+        if not k:
+            return
+        if k in conflicts:
+            return
+        prev = table.get(k)
+        if prev is None:
+            table[k] = (code, strong)
+        elif prev[0] != code:
+            if prev[1] and not strong:
+                return  # an exact name beats a derived alias
+            if strong and not prev[1]:
+                table[k] = (code, strong)
+                return
+            if strong and prev[1]:
+                sys.exit(f"conflicting strong keys {k!r}: {prev[0]} vs {code}")
+            del table[k]
+            conflicts.add(k)
+
+    for c in pycountry.countries:
+        code = c.alpha_2.lower()
+        add(code, code)
+        add(c.alpha_3.lower(), code)
+        for attr in ("name", "official_name", "common_name"):
+            v = getattr(c, attr, None)
+            if not v:
+                continue
+            for variant in {v, fold(v)}:
+                add(key(variant), code)
+                if "," in variant:
+                    # "Korea, Republic of" -> "Korea" and "Republic of Korea"
+                    head, tail = [p.strip() for p in variant.split(",", 1)]
+                    add(key(head), code, strong=False)
+                    add(key(tail + " " + head), code, strong=False)
+    for code, names in ALIASES.items():
+        assert pycountry.countries.get(alpha_2=code.upper()), code
+        for n in names:
+            for variant in {n, fold(n)}:
+                k = key(variant)
+                if k in table and table[k][0] != code:
+                    sys.exit(f"alias {n!r} for {code} collides with {table[k][0]}")
+                table[k] = (code, True)
+
+    rows = sorted((k.encode("utf-8"), k, v[0]) for k, v in table.items())
+    with open(os.path.join(OUT, "countries.rs"), "w", encoding="utf-8") as f:
+        f.write("//! ISO 3166-1 country lookup keys (generated by `tools/gen_country_tables.py`\n")
+        f.write(f"//! from pycountry {pycountry.__version__}; do not edit by hand).\n//!\n")
+        f.write("//! Keys are lower-case and contain only alphabetic characters; the table is\n")
+        f.write("//! sorted by the keys' UTF-8 bytes so that it can be binary-searched.\n\n")
+        f.write("/// Every assigned ISO 3166-1 alpha-2 code, lower-case, sorted.\n")
+        codes = sorted(c.alpha_2.lower() for c in pycountry.countries)
+        f.write("pub(crate) static ALPHA2: &[&str] = &[\n")
+        for i in range(0, len(codes), 16):
+            f.write("    " + " ".join(f'"{c}",' for c in codes[i:i + 16]) + "\n")
+        f.write("];\n\n")
+        f.write("/// Lookup key (alpha-2, alpha-3, English names, official names, aliases) to alpha-2.\n")
+        f.write("pub(crate) static COUNTRY_KEYS: &[(&str, &str)] = &[\n")
+        for _, k, v in rows:
+            f.write(f'    ("{k}", "{v}"),\n')
+        f.write("];\n")
+
+    excluded = {"XAG", "XAU", "XBA", "XBB", "XBC", "XBD", "XDR", "XPD", "XPT", "XSU", "XTS",
+                "XUA", "XXX"}
+    cur = sorted(c.alpha_3 for c in pycountry.currencies if c.alpha_3 not in excluded)
+    with open(os.path.join(OUT, "currencies.rs"), "w", encoding="utf-8") as f:
+        f.write("//! ISO 4217 currency codes (generated by `tools/gen_country_tables.py` from\n")
+        f.write(f"//! pycountry {pycountry.__version__}; do not edit by hand).\n//!\n")
+        f.write("//! Precious metals, the testing code and \"no currency\" (XAU, XTS, XXX, ...)\n")
+        f.write("//! are left out: they are never the currency of a purchase.\n\n")
+        f.write("/// Upper-case ISO 4217 alphabetic codes, sorted.\n")
+        f.write("pub(crate) static CURRENCIES: &[&str] = &[\n")
+        for i in range(0, len(cur), 16):
+            f.write("    " + " ".join(f'"{c}",' for c in cur[i:i + 16]) + "\n")
+        f.write("];\n")
+    print(f"{len(rows)} country keys, {len(cur)} currencies")
+
+
+if __name__ == "__main__":
+    main()
