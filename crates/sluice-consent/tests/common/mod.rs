@@ -1,0 +1,1 @@
+pub mod tc_encoder;
