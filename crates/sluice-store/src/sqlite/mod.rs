@@ -113,6 +113,9 @@ pub struct SqliteStore {
 /// Counters of the writer thread, see [`SqliteStore::writer_stats`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WriterStats {
+    /// Write commands sent to the writer since open; `submitted - commands`
+    /// is roughly the writer's backlog (failed commands aside).
+    pub submitted: u64,
     /// Transactions committed since open. With group commit this grows much
     /// slower than `commands` under concurrent load.
     pub transactions: u64,
@@ -190,6 +193,7 @@ impl SqliteStore {
     /// How many transactions and commands the writer has committed.
     pub fn writer_stats(&self) -> WriterStats {
         WriterStats {
+            submitted: self.counters.submitted.load(Ordering::Relaxed),
             transactions: self.counters.transactions.load(Ordering::Relaxed),
             commands: self.counters.commands.load(Ordering::Relaxed),
         }
@@ -204,6 +208,7 @@ impl SqliteStore {
         self.commands
             .send(make(reply))
             .map_err(|_| StoreError::Closed)?;
+        self.counters.submitted.fetch_add(1, Ordering::Relaxed);
         answer.await.map_err(|_| StoreError::Closed)?
     }
 

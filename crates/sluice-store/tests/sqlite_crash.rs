@@ -1,0 +1,147 @@
+//! `kill -9` loses nothing acknowledged.
+//!
+//! The test re-runs its own test binary as a child process (selected by the
+//! `SLUICE_STORE_CRASH_CHILD_DB` environment variable), which enqueues
+//! batches as fast as it can and prints the ids of every batch whose
+//! `enqueue` returned `Ok`. The parent reads those lines, SIGKILLs the child
+//! in the middle of its work, reopens the file and checks that every
+//! acknowledged event is there. The child may have committed more than it
+//! printed (killed between commit and print); it must never have printed
+//! more than it committed.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, mpsc};
+use std::time::Duration;
+
+use sluice_store::conformance::{T0, event};
+use sluice_store::{EventSource, SqliteOptions, SqliteStore, Store};
+
+const CHILD_ENV: &str = "SLUICE_STORE_CRASH_CHILD_DB";
+const CHILD_TEST: &str = "crash_child_enqueues_until_killed";
+/// Acknowledged batches to see before pulling the plug.
+const ACKED_BATCHES_BEFORE_KILL: usize = 40;
+const EVENTS_PER_BATCH: usize = 10;
+
+/// Child half: does nothing unless started by the parent test.
+#[test]
+fn crash_child_enqueues_until_killed() {
+    let Ok(path) = std::env::var(CHILD_ENV) else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let store = Arc::new(
+            SqliteStore::open(&path, SqliteOptions::default())
+                .await
+                .expect("child open"),
+        );
+        // Several concurrent enqueuers, so kills also land mid group commit.
+        let mut tasks = Vec::new();
+        for worker in 0..4 {
+            let store = Arc::clone(&store);
+            tasks.push(tokio::spawn(async move {
+                for batch in 0u64.. {
+                    let events = (0..EVENTS_PER_BATCH)
+                        .map(|i| {
+                            event(
+                                "p1",
+                                "Purchase",
+                                &format!("w{worker}-b{batch}-e{i}"),
+                                EventSource::Backend,
+                            )
+                        })
+                        .collect();
+                    let outcomes = store.enqueue(events, T0).await.expect("child enqueue");
+                    let ids: Vec<String> = outcomes
+                        .iter()
+                        .map(|o| o.queued_id().expect("no duplicates here").to_string())
+                        .collect();
+                    // The parent only trusts lines with the end marker.
+                    println!("acked {} end", ids.join(" "));
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_loses_no_acknowledged_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let path: PathBuf = dir.path().join("crash.db");
+
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([CHILD_TEST, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, &path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn child");
+
+    // Read the child's stdout on a thread so that the wait has a deadline.
+    let stdout = child.stdout.take().unwrap();
+    let (lines_tx, lines_rx) = mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+
+    let mut acked = BTreeSet::new();
+    let mut batches = 0;
+    while batches < ACKED_BATCHES_BEFORE_KILL {
+        let line = lines_rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("child stopped acknowledging");
+        if let Some(ids) = acked_ids(&line) {
+            acked.extend(ids);
+            batches += 1;
+        }
+    }
+    child.kill().expect("SIGKILL"); // SIGKILL on Unix: no destructor runs.
+    child.wait().unwrap();
+    // Lines already written before the kill were acknowledged too.
+    reader.join().unwrap();
+    for line in lines_rx.try_iter() {
+        if let Some(ids) = acked_ids(&line) {
+            acked.extend(ids);
+        }
+    }
+    assert!(acked.len() >= ACKED_BATCHES_BEFORE_KILL * EVENTS_PER_BATCH);
+
+    let store = SqliteStore::open(&path, SqliteOptions::default())
+        .await
+        .expect("reopen after kill");
+    let stats = store.stats(T0).await.unwrap();
+    assert!(stats.queued >= acked.len() as u64);
+    let mut found = BTreeSet::new();
+    loop {
+        let batch = store.lease("p1", 5_000, 60_000, T0).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        found.extend(batch.into_iter().map(|e| e.id.to_string()));
+    }
+    assert_eq!(found.len() as u64, stats.queued, "counters match the rows");
+    let missing: Vec<_> = acked.difference(&found).collect();
+    assert!(missing.is_empty(), "acknowledged but lost: {missing:?}");
+}
+
+/// The ids of a complete `acked ... end` line; `None` for anything else
+/// (libtest's own output, or a line cut by the kill).
+fn acked_ids(line: &str) -> Option<Vec<String>> {
+    let ids = line.strip_prefix("acked ")?.strip_suffix(" end")?;
+    Some(ids.split(' ').map(str::to_owned).collect())
+}

@@ -1,0 +1,410 @@
+//! SQLite-specific guarantees that the conformance suite cannot see: data
+//! survives a reopen and a `kill -9`, group commit really batches, one
+//! failing command does not sink its batch (but an aborted transaction
+//! fails every command in it), and foreign or newer files are refused.
+//!
+//! Deterministic batching: a second connection holds the write lock while
+//! commands pile up in the writer's channel (`WriterStats::submitted` tells
+//! when they are all there); releasing the lock lets the writer take them
+//! in one transaction.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rusqlite::Connection;
+use sluice_store::conformance::{T0, event};
+use sluice_store::{
+    DeadLetterReason, DlqFilter, EnqueueOutcome, EventSource, NewEvent, SqliteOptions, SqliteStore,
+    Store,
+};
+
+const LEASE_MS: i64 = 60_000;
+
+fn db_path(dir: &tempfile::TempDir) -> PathBuf {
+    dir.path().join("data").join("sluice.db")
+}
+
+async fn open(path: &Path) -> SqliteStore {
+    SqliteStore::open(path, SqliteOptions::default())
+        .await
+        .expect("open store")
+}
+
+/// Waits (bounded) until `cond` holds, polling on tokio's timer.
+async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !cond() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// A side connection holding SQLite's write lock until dropped or committed.
+fn hold_write_lock(path: &Path) -> Connection {
+    let conn = Connection::open(path).expect("side connection");
+    conn.busy_timeout(Duration::from_secs(30)).unwrap();
+    conn.execute_batch("BEGIN IMMEDIATE")
+        .expect("take write lock");
+    conn
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn committed_data_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let (queued_ids, dead_id) = {
+        let store = open(&path).await;
+        let ids: Vec<_> = store
+            .enqueue(
+                (0..5)
+                    .map(|i| event("p1", "Purchase", &format!("e{i}"), EventSource::Backend))
+                    .collect(),
+                T0,
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|o| o.queued_id().unwrap())
+            .collect();
+        let leased = store.lease("p1", 2, LEASE_MS, T0).await.unwrap();
+        assert_eq!(leased.len(), 2);
+        let dead = store
+            .dead_letter(
+                &ids[4..],
+                DeadLetterReason {
+                    code: "bad".into(),
+                    message: "bad".into(),
+                    detail_json: None,
+                },
+                T0,
+            )
+            .await
+            .unwrap();
+        store.ack(&ids[2..3], T0).await.unwrap();
+        store.close().await.unwrap();
+        (ids, dead[0])
+    };
+
+    let store = open(&path).await;
+    let stats = store.stats(T0).await.unwrap();
+    assert_eq!(
+        (
+            stats.queued,
+            stats.leased,
+            stats.dead_letters,
+            stats.delivered_total
+        ),
+        (3, 2, 1, 1)
+    );
+    // The two leased events stay leased across the restart until the lease
+    // runs out, then come back.
+    let due_now = store.lease("p1", 10, LEASE_MS, T0 + 1).await.unwrap();
+    assert_eq!(
+        due_now.iter().map(|e| e.id).collect::<Vec<_>>(),
+        [queued_ids[3]]
+    );
+    let after_expiry = store
+        .lease("p1", 10, LEASE_MS, T0 + LEASE_MS)
+        .await
+        .unwrap();
+    assert_eq!(
+        after_expiry.iter().map(|e| e.id).collect::<Vec<_>>(),
+        [queued_ids[0], queued_ids[1]]
+    );
+    assert_eq!(
+        store.dlq_get(dead_id).await.unwrap().unwrap().event_id,
+        "e4"
+    );
+    // The dedup ledger survived too.
+    let again = store
+        .enqueue(
+            vec![event("p1", "Purchase", "e0", EventSource::Browser)],
+            T0 + 2,
+        )
+        .await
+        .unwrap();
+    assert!(again[0].is_duplicate());
+    // And ids keep growing past everything ever handed out.
+    let fresh = store
+        .enqueue(
+            vec![event("p1", "Purchase", "new", EventSource::Backend)],
+            T0 + 2,
+        )
+        .await
+        .unwrap();
+    assert!(fresh[0].queued_id().unwrap() > queued_ids[4]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_without_close_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = open(&path).await;
+    store
+        .enqueue(vec![event("p1", "Purchase", "a", EventSource::Backend)], T0)
+        .await
+        .unwrap();
+    drop(store);
+    // The old writer may still be shutting down: a second connection to the
+    // same file is fine in WAL mode.
+    let store = open(&path).await;
+    assert_eq!(store.stats(T0).await.unwrap().queued, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_commit_takes_many_concurrent_enqueues_in_one_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let options = SqliteOptions {
+        busy_timeout: Duration::from_secs(60),
+        ..SqliteOptions::default()
+    };
+    let store = Arc::new(SqliteStore::open(&path, options).await.unwrap());
+    let before = store.writer_stats();
+
+    let lock = hold_write_lock(&path);
+    let requests = 1000u64;
+    let mut tasks = Vec::new();
+    for i in 0..requests {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            store
+                .enqueue(
+                    vec![event(
+                        "p1",
+                        "Purchase",
+                        &format!("e{i}"),
+                        EventSource::Browser,
+                    )],
+                    T0,
+                )
+                .await
+        }));
+    }
+    wait_until("all enqueues to reach the writer", || {
+        store.writer_stats().submitted - before.submitted == requests
+    })
+    .await;
+    lock.execute_batch("COMMIT").unwrap();
+
+    for task in tasks {
+        let outcomes = task.await.unwrap().expect("enqueue");
+        assert!(matches!(outcomes[..], [EnqueueOutcome::Queued { .. }]));
+    }
+    let after = store.writer_stats();
+    let transactions = after.transactions - before.transactions;
+    assert_eq!(after.commands - before.commands, requests);
+    assert!(
+        transactions <= 2,
+        "{requests} single-event enqueues took {transactions} transactions"
+    );
+    assert_eq!(store.stats(T0).await.unwrap().queued, requests);
+}
+
+type EnqueueTask = tokio::task::JoinHandle<Result<Vec<EnqueueOutcome>, sluice_store::StoreError>>;
+
+/// Spawns one enqueue per batch, each only after the previous one reached
+/// the writer's channel, so their order in the channel is known.
+async fn submit_in_order(store: &Arc<SqliteStore>, batches: &[&[&str]]) -> Vec<EnqueueTask> {
+    let mut tasks = Vec::new();
+    for ids in batches {
+        let events: Vec<NewEvent> = ids
+            .iter()
+            .map(|id| event("p1", "Purchase", id, EventSource::Backend))
+            .collect();
+        let target = store.writer_stats().submitted + 1;
+        let task_store = Arc::clone(store);
+        tasks.push(tokio::spawn(
+            async move { task_store.enqueue(events, T0).await },
+        ));
+        wait_until("the command to be queued", || {
+            store.writer_stats().submitted >= target
+        })
+        .await;
+    }
+    tasks
+}
+
+async fn join_all(
+    tasks: Vec<EnqueueTask>,
+) -> Vec<Result<Vec<EnqueueOutcome>, sluice_store::StoreError>> {
+    let mut out = Vec::new();
+    for task in tasks {
+        out.push(task.await.expect("task"));
+    }
+    out
+}
+
+/// Opens a store with a long busy timeout and installs `trigger_sql`
+/// (a stand-in for a statement failure) through a side connection.
+async fn open_with_trigger(path: &Path, trigger_sql: &str) -> Arc<SqliteStore> {
+    let options = SqliteOptions {
+        busy_timeout: Duration::from_secs(60),
+        ..SqliteOptions::default()
+    };
+    let store = Arc::new(SqliteStore::open(path, options).await.unwrap());
+    Connection::open(path)
+        .unwrap()
+        .execute_batch(trigger_sql)
+        .unwrap();
+    store
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_command_does_not_sink_the_rest_of_its_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = open_with_trigger(
+        &path,
+        "CREATE TRIGGER poison BEFORE INSERT ON queue WHEN NEW.event_id = 'poison'
+         BEGIN SELECT RAISE(ABORT, 'poisoned event'); END;",
+    )
+    .await;
+
+    let lock = hold_write_lock(&path);
+    let before = store.writer_stats();
+    let tasks = submit_in_order(&store, &[&["good-1"], &["ok-2", "poison"], &["good-3"]]).await;
+    lock.execute_batch("COMMIT").unwrap();
+    let results = join_all(tasks).await;
+
+    assert!(results[0].is_ok());
+    let err = results[1].as_ref().unwrap_err();
+    assert_eq!(err.code(), "store_backend", "{err}");
+    assert!(results[2].is_ok());
+    assert_eq!(
+        store.writer_stats().transactions - before.transactions,
+        1,
+        "all three were in one transaction"
+    );
+
+    let leased = store.lease("p1", 10, LEASE_MS, T0).await.unwrap();
+    let names: Vec<_> = leased.iter().map(|e| e.event_id.as_str()).collect();
+    assert_eq!(
+        names,
+        ["good-1", "good-3"],
+        "the failed command left no row"
+    );
+    assert_eq!(
+        store
+            .dedup_lookup("p1", "Purchase", "ok-2", T0)
+            .await
+            .unwrap(),
+        None,
+        "nor a ledger entry: the client may send it again"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aborted_transaction_fails_every_command_in_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    // RAISE(ROLLBACK) aborts the whole transaction, as SQLITE_FULL or an
+    // I/O error would.
+    let store = open_with_trigger(
+        &path,
+        "CREATE TRIGGER doom BEFORE INSERT ON queue WHEN NEW.event_id = 'doom'
+         BEGIN SELECT RAISE(ROLLBACK, 'transaction aborted'); END;",
+    )
+    .await;
+
+    let lock = hold_write_lock(&path);
+    let tasks = submit_in_order(&store, &[&["early"], &["doom"], &["late"]]).await;
+    lock.execute_batch("COMMIT").unwrap();
+    let results = join_all(tasks).await;
+
+    assert!(
+        results[0].is_err(),
+        "applied before the abort but never committed: must not be acknowledged"
+    );
+    assert!(results[1].is_err());
+    assert!(results[2].is_ok(), "the next transaction is unaffected");
+    let leased = store.lease("p1", 10, LEASE_MS, T0).await.unwrap();
+    let names: Vec<_> = leased.iter().map(|e| e.event_id.as_str()).collect();
+    assert_eq!(names, ["late"]);
+    store.check_writable().await.expect("the writer carries on");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuses_files_that_are_not_sluice_stores() {
+    let dir = tempfile::tempdir().unwrap();
+
+    let garbage = dir.path().join("garbage.db");
+    std::fs::write(&garbage, vec![0x42u8; 8192]).unwrap();
+    let err = SqliteStore::open(&garbage, SqliteOptions::default())
+        .await
+        .err()
+        .expect("garbage refused");
+    assert_eq!(err.code(), "store_corrupt", "{err}");
+
+    let foreign = dir.path().join("foreign.db");
+    Connection::open(&foreign)
+        .unwrap()
+        .execute_batch("CREATE TABLE customers (email TEXT)")
+        .unwrap();
+    let err = SqliteStore::open(&foreign, SqliteOptions::default())
+        .await
+        .err()
+        .expect("foreign schema refused");
+    assert_eq!(err.code(), "store_corrupt", "{err}");
+
+    let newer = dir.path().join("newer.db");
+    drop(open(&newer).await);
+    Connection::open(&newer)
+        .unwrap()
+        .execute_batch("PRAGMA user_version = 99")
+        .unwrap();
+    let err = SqliteStore::open(&newer, SqliteOptions::default())
+        .await
+        .err()
+        .expect("newer schema refused");
+    assert_eq!(err.code(), "store_schema_too_new", "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_see_every_acknowledged_write() {
+    // Reads run on other connections: once a write returned, they see it.
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&db_path(&dir)).await;
+    for i in 0..50u64 {
+        store
+            .enqueue(
+                vec![event(
+                    "p1",
+                    "Purchase",
+                    &format!("e{i}"),
+                    EventSource::Backend,
+                )],
+                T0,
+            )
+            .await
+            .unwrap();
+        assert_eq!(store.stats(T0).await.unwrap().queued, i + 1);
+    }
+    let ids: Vec<_> = store
+        .lease("p1", 50, LEASE_MS, T0)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    store
+        .dead_letter(
+            &ids,
+            DeadLetterReason {
+                code: "c".into(),
+                message: "m".into(),
+                detail_json: None,
+            },
+            T0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.dlq_list(&DlqFilter::default()).await.unwrap().len(),
+        50
+    );
+}
