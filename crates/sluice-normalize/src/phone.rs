@@ -439,6 +439,20 @@ fn without_region(digits: &[u8]) -> Result<&[u8], NormalizeError> {
     }
 }
 
+/// E.164 allows at most 15 digits in all.
+fn check_e164_len(e: E164) -> Result<E164, NormalizeError> {
+    let cc_len = match e.cc {
+        0..=9 => 1,
+        10..=99 => 2,
+        _ => 3,
+    };
+    if cc_len + e.national.len <= 15 {
+        Ok(e)
+    } else {
+        Err(NormalizeError::InvalidPhone)
+    }
+}
+
 fn write_e164(e: &E164, out: &mut String) {
     out.clear();
     let _ = write!(out, "{}", e.cc);
@@ -507,7 +521,7 @@ pub fn normalize_phone(
         out.push_str(std::str::from_utf8(without_region(all)?).unwrap_or(""));
         return Ok(());
     };
-    write_e164(&e164, out);
+    write_e164(&check_e164_len(e164)?, out);
     Ok(())
 }
 
