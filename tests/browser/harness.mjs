@@ -95,7 +95,7 @@ export async function startPageServer() {
 
 // ---- target gateway: fake (default) or real -------------------------------------------
 
-async function startFakeGateway() {
+export async function startFakeGateway(port = 0) {
   const records = []; // every POST /collect
   const preflights = []; // every OPTIONS (a "simple request" must cause none)
   const server = http.createServer(async (req, res) => {
@@ -137,6 +137,20 @@ async function startFakeGateway() {
       } else if (req.method === 'GET' && url.pathname === '/__events') {
         res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
         res.end(JSON.stringify(records));
+      } else if (req.method === 'GET' && url.pathname === '/__graph') {
+        // The same arrivals shaped like Graph API requests (one per pixel), the shape a real
+        // gateway's emulator is expected to report: used to test the EVENTS_URL path.
+        const graph = [];
+        for (const r of records) {
+          const b = r.json;
+          if (!b || !Array.isArray(b.pixel_ids)) continue;
+          const { pixel_ids, fbp, fbc, user_data, ...rest } = b;
+          for (const pixel_id of pixel_ids) {
+            graph.push({ pixel_id, data: [{ ...rest, action_source: 'website', user_data: { ...user_data, fbp, fbc } }] });
+          }
+        }
+        res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+        res.end(JSON.stringify({ requests: graph }));
       } else {
         res.writeHead(404, cors);
         res.end();
@@ -146,7 +160,7 @@ async function startFakeGateway() {
       res.end(String(e));
     }
   });
-  const base = await listen(server, 0);
+  const base = await listen(server, port);
   return {
     fake: true,
     base,
