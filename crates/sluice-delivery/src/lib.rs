@@ -1,1 +1,40 @@
-//! placeholder
+//! Delivery of queued events to Meta's Graph API.
+//!
+//! The pieces, each in its own module and usable on its own:
+//!
+//! - [`client`]: the Graph API client (`POST /{version}/{pixel}/events`),
+//!   JSON body with the token inside, `appsecret_proof`, timeouts, typed
+//!   outcome ([`DeliveryError`]).
+//! - [`usage`]: rate-limit hints from `X-Business-Use-Case-Usage` and
+//!   `Retry-After`.
+//! - [`retry`]: what an outcome means ([`RetryPolicy`], [`Verdict`],
+//!   Meta's table in [`MetaRetryPolicy`]).
+//! - [`backoff`]: exponential backoff with full jitter.
+//! - [`breaker`]: the per-(pixel, token) circuit breaker that pauses a lane.
+//! - [`split`]: bisecting a rejected batch to isolate its bad events.
+//! - [`age`]: the 7-day (62-day) guard run right before sending.
+//!
+//! Nothing here logs an access token or an event payload; errors carry
+//! neither.
+
+// `DeliveryError::Graph` carries Meta's whole error object by value: errors
+// here are the common case (throttling, retries), the object is logged and
+// dead-lettered as is, and boxing it would add an allocation per failure for
+// no gain (style rule 4: hot-path errors are plain enums, never boxed).
+#![allow(clippy::result_large_err)]
+
+pub mod age;
+pub mod backoff;
+pub mod breaker;
+pub mod client;
+pub mod error;
+pub mod retry;
+pub mod split;
+pub mod usage;
+
+pub use backoff::{Backoff, BackoffError};
+pub use breaker::{Admission, BreakerConfig, BreakerState, CircuitBreaker, Ticket, TripCause};
+pub use client::{BatchOptions, ClientConfig, Credentials, GraphClient};
+pub use error::{ClientBuildError, DeliveryError, TransportKind};
+pub use retry::{MetaRetryPolicy, RetryPolicy, Verdict};
+pub use split::{Bisection, SplitOutcome, bisect};

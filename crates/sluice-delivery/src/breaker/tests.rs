@@ -1,0 +1,187 @@
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::*;
+
+const S: Duration = Duration::from_secs(1);
+
+fn config() -> BreakerConfig {
+    BreakerConfig {
+        failure_threshold: 3,
+        cooldown: 10 * S,
+        auth_cooldown: 100 * S,
+        max_cooldown: 300 * S,
+    }
+}
+
+fn send(breaker: &mut CircuitBreaker, now: Instant) -> Ticket {
+    match breaker.admit(now) {
+        Admission::Send(ticket) => ticket,
+        other => panic!("expected to send, got {other:?} in {:?}", breaker.state()),
+    }
+}
+
+#[test]
+fn closed_lets_everything_through_and_successes_reset_the_count() {
+    let t0 = Instant::now();
+    let mut b = CircuitBreaker::new(config());
+    for _ in 0..2 {
+        let t = send(&mut b, t0);
+        assert!(!t.is_probe());
+        assert!(!b.record(t, Verdict::RetryNow, t0));
+    }
+    assert_eq!(b.consecutive_failures(), 2);
+    let t = send(&mut b, t0);
+    b.record(t, Verdict::Delivered, t0);
+    assert_eq!(b.consecutive_failures(), 0);
+    assert_eq!(b.state(), BreakerState::Closed);
+}
+
+#[test]
+fn trips_after_n_consecutive_transient_failures_then_probes() {
+    let t0 = Instant::now();
+    let mut b = CircuitBreaker::new(config());
+    let mut tripped = false;
+    for _ in 0..3 {
+        let t = send(&mut b, t0);
+        tripped = b.record(t, Verdict::RetryNow, t0);
+    }
+    assert!(tripped, "the third failure trips");
+    assert_eq!(
+        b.state(),
+        BreakerState::Open {
+            until: t0 + 10 * S,
+            cause: TripCause::Transient
+        }
+    );
+    assert!(b.state().is_tripped());
+    // While open: no sends.
+    assert_eq!(b.admit(t0 + 5 * S), Admission::Wait(Some(t0 + 10 * S)));
+    // After the cooldown: exactly one probe.
+    let probe = send(&mut b, t0 + 10 * S);
+    assert!(probe.is_probe());
+    assert_eq!(b.state().as_str(), "half_open");
+    assert_eq!(b.admit(t0 + 10 * S), Admission::Wait(None));
+    // The probe succeeds: closed again.
+    assert!(!b.record(probe, Verdict::Delivered, t0 + 11 * S));
+    assert_eq!(b.state(), BreakerState::Closed);
+}
+
+#[test]
+fn a_failed_probe_reopens_with_a_doubled_cooldown_capped_at_max() {
+    let t0 = Instant::now();
+    let mut b = CircuitBreaker::new(config());
+    for _ in 0..3 {
+        let t = send(&mut b, t0);
+        b.record(t, Verdict::RetryNow, t0);
+    }
+    let mut now = t0;
+    let mut expected = 10 * S;
+    for _ in 0..8 {
+        let BreakerState::Open { until, .. } = b.state() else {
+            panic!("{:?}", b.state())
+        };
+        assert_eq!(until - now, expected);
+        now = until;
+        let probe = send(&mut b, now);
+        assert!(probe.is_probe());
+        assert!(
+            b.record(probe, Verdict::RetryNow, now),
+            "a failed probe trips"
+        );
+        expected = (expected * 2).min(300 * S);
+    }
+    assert_eq!(expected, 300 * S);
+}
+
+#[test]
+fn credentials_errors_trip_at_once() {
+    let t0 = Instant::now();
+    let mut b = CircuitBreaker::new(config());
+    let t = send(&mut b, t0);
+    assert!(b.record(t, Verdict::FixCredentials, t0));
+    assert_eq!(
+        b.state(),
+        BreakerState::Open {
+            until: t0 + 100 * S,
+            cause: TripCause::Credentials
+        }
+    );
+    // The token is still bad at the probe: twice as long.
+    let probe = send(&mut b, t0 + 100 * S);
+    assert!(b.record(probe, Verdict::FixCredentials, t0 + 100 * S));
+    assert_eq!(
+        b.state(),
+        BreakerState::Open {
+            until: t0 + 300 * S,
+            cause: TripCause::Credentials
+        }
+    );
+}
+
+#[test]
+fn throttling_opens_for_exactly_the_requested_wait() {
+    let t0 = Instant::now();
+    let mut b = CircuitBreaker::new(config());
+    let t = send(&mut b, t0);
+    assert!(b.record(t, Verdict::RetryAfter(42 * S), t0));
+    assert_eq!(
+        b.state(),
+        BreakerState::Open {
+            until: t0 + 42 * S,
+            cause: TripCause::RateLimited
+        }
+    );
+    // Throttling again at the probe: again exactly the wait, no doubling.
+    let probe = send(&mut b, t0 + 42 * S);
+    b.record(probe, Verdict::RetryAfter(7 * S), t0 + 42 * S);
+    assert_eq!(
+        b.state(),
+        BreakerState::Open {
+            until: t0 + 49 * S,
+            cause: TripCause::RateLimited
+        }
+    );
+}
+
+#[test]
+fn a_payload_error_at_the_probe_closes_the_breaker() {
+    let t0 = Instant::now();
+    let mut b = CircuitBreaker::new(config());
+    let t = send(&mut b, t0);
+    b.record(t, Verdict::FixCredentials, t0);
+    let probe = send(&mut b, t0 + 100 * S);
+    b.record(probe, Verdict::Permanent, t0 + 100 * S);
+    assert_eq!(b.state(), BreakerState::Closed);
+}
+
+#[test]
+fn stale_results_from_before_a_trip_are_ignored() {
+    let t0 = Instant::now();
+    let mut b = CircuitBreaker::new(config());
+    let early = send(&mut b, t0);
+    let t = send(&mut b, t0);
+    b.record(t, Verdict::FixCredentials, t0);
+    // The older request comes back with a success: still open.
+    assert!(!b.record(early, Verdict::Delivered, t0 + S));
+    assert!(matches!(b.state(), BreakerState::Open { .. }));
+}
+
+#[test]
+fn a_cancelled_probe_lets_the_next_caller_probe() {
+    let t0 = Instant::now();
+    let mut b = CircuitBreaker::new(config());
+    let t = send(&mut b, t0);
+    b.record(t, Verdict::RetryAfter(S), t0);
+    let probe = send(&mut b, t0 + S);
+    assert_eq!(b.admit(t0 + S), Admission::Wait(None));
+    b.cancel(probe);
+    let again = send(&mut b, t0 + S);
+    assert!(again.is_probe());
+    // Cancelling a non-probe ticket changes nothing.
+    let mut closed = CircuitBreaker::new(config());
+    let t = send(&mut closed, t0);
+    closed.cancel(t);
+    assert_eq!(closed.state(), BreakerState::Closed);
+}
