@@ -362,7 +362,12 @@ fn check_user_data(ud: &UserData, ctx: &ValidationContext, path: &str, out: &mut
         }
     }
     if ctx.require_hashed {
-        for key in HashedKey::ALL {
+        // `external_id` is "hashing recommended", not required: both official
+        // SDKs send it verbatim and Meta accepts it (capi-reference.md §3, §5.2).
+        for key in HashedKey::ALL
+            .into_iter()
+            .filter(|k| *k != HashedKey::ExternalId)
+        {
             let raw = ud.hashed(key).values.iter().filter(|v| v.is_raw()).count();
             if raw > 0 {
                 out.push(Problem::error(
@@ -766,15 +771,54 @@ pub fn graph_error_for(problem: &Problem) -> GraphError {
         | "too_many_events" => (None, "Invalid Parameter"),
         _ => (Some(sub::INVALID_EVENT_PARAMETER), "Invalid Parameter"),
     };
-    let message = match problem.code {
-        "unknown_field" => format!("(#100) Unexpected key on param $['{}']", problem.path),
-        "missing_field" => format!("(#100) The parameter {} is required", problem.path),
-        _ => "Invalid parameter".to_owned(),
+    let (message, user_title, user_msg) = match problem.code {
+        // Graph's wording: `Unexpected key "x" on param "$['data'][0]".`
+        "unknown_field" => {
+            let (parent, key) = problem.path.rsplit_once('.').unwrap_or(("", &problem.path));
+            let text = format!(
+                "Unexpected key \"{key}\" on param \"{}\".",
+                graph_param_path(parent)
+            );
+            (
+                format!("(#100) {text}"),
+                "Server Side Api Parameter Error",
+                text,
+            )
+        }
+        "missing_field" => {
+            let text = format!(
+                "The parameter {} is required",
+                graph_param_path(&problem.path)
+            );
+            (format!("(#100) {text}"), title, text)
+        }
+        _ => (
+            "Invalid parameter".to_owned(),
+            title,
+            format!("{}: {}", problem.path, problem.message),
+        ),
     };
-    let mut error = base.user_text(title, format!("{}: {}", problem.path, problem.message));
+    let mut error = base.user_text(user_title, user_msg);
     error.message = message;
     error.error_subcode = subcode;
     error
+}
+
+/// `data[0].user_data` → `$['data'][0]['user_data']`, the path notation Graph
+/// uses in its parameter errors.
+fn graph_param_path(path: &str) -> String {
+    let mut out = String::from("$");
+    for segment in path.split('.').filter(|s| !s.is_empty() && *s != "$") {
+        let (name, rest) = segment.split_once('[').unwrap_or((segment, ""));
+        if !name.is_empty() {
+            out.push_str(&format!("['{name}']"));
+        }
+        if !rest.is_empty() {
+            out.push('[');
+            out.push_str(rest);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -1018,6 +1062,28 @@ mod tests {
         let e = graph_error_for(&p);
         assert_eq!((e.code, e.error_subcode), (100, Some(2_804_003)));
         let p = Problem::error("unknown_field", "data[0].foo", "x");
-        assert_eq!(graph_error_for(&p).error_subcode, None);
+        let e = graph_error_for(&p);
+        assert_eq!(e.error_subcode, None);
+        assert_eq!(
+            e.error_user_msg.as_deref(),
+            Some("Unexpected key \"foo\" on param \"$['data'][0]\".")
+        );
+        let p = Problem::error("missing_field", "data[2].user_data", "x");
+        assert_eq!(
+            graph_error_for(&p).message,
+            "(#100) The parameter $['data'][2]['user_data'] is required"
+        );
+    }
+
+    #[test]
+    fn external_id_may_be_sent_unhashed_like_the_sdks_do() {
+        let mut v = good();
+        v["user_data"]["external_id"] = json!(["ext-42"]);
+        assert!(codes_of(&v, ValidationContext::for_wire(NOW)).is_empty());
+        v["user_data"]["ln"] = json!(["Doe"]);
+        assert_eq!(
+            codes_of(&v, ValidationContext::for_wire(NOW)),
+            vec!["unhashed_user_data"]
+        );
     }
 }
