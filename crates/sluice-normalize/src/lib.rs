@@ -39,6 +39,7 @@ mod phone;
 mod prehashed;
 mod tables;
 mod text;
+mod user_data;
 
 pub use currency::{CurrencyCode, normalize_currency};
 pub use date::{
@@ -55,6 +56,7 @@ pub use location::{
 pub use name::{normalize_external_id, normalize_name, normalize_name_prefix};
 pub use options::{NormalizeOptions, current_year_utc};
 pub use phone::normalize_phone;
+pub use user_data::{FieldRejection, hash_user_data};
 
 use prehashed::Prehashed;
 
