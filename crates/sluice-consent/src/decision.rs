@@ -21,6 +21,10 @@ use crate::signals::{
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// TCF purposes 3 (create a personalised-ads profile) and 4 (use it to select
+/// ads): without both, a delivered event gets `opt_out: true`.
+pub const TCF_PERSONALISATION_PURPOSES: [u8; 2] = [3, 4];
+
 /// The combined state of the signals a rule reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -113,8 +117,8 @@ pub struct Decision {
     /// check, then what `apply` will do.
     pub reasons: Vec<String>,
     pub policy_version: String,
-    /// `apply` sets `opt_out: true` (ad_personalization denied, or the consent
-    /// object was unreadable, on a delivered event).
+    /// `apply` sets `opt_out: true` on a delivered event: ad_personalization
+    /// denied, the consent object unreadable, or TCF without purposes 3 and 4.
     pub opt_out: bool,
     /// Set for [`Outcome::DeliverLdu`].
     pub ldu: Option<LduCodes>,
@@ -176,6 +180,14 @@ pub fn decide(
         } else if signals.has_errors_from(SignalSource::ConsentObject) {
             opt_out = true;
             reasons.push("opt_out:consent_object_invalid".to_owned());
+        } else if let Some(t) = &signals.tcf
+            && signals.gdpr_applies != Some(false)
+            && !t.missing_purposes(&TCF_PERSONALISATION_PURPOSES).is_empty()
+        {
+            // TCF's analogue of ad_personalization: no personalised-ads profile
+            // (3) or selection (4) means attribution only.
+            opt_out = true;
+            reasons.push("opt_out:tcf_personalisation_not_consented".to_owned());
         }
     }
 
@@ -315,12 +327,12 @@ fn evaluate_check(
     match check {
         Check::ConsentMode(t) => {
             a.errors(signals.error_codes_from(SignalSource::ConsentObject));
-            a.flag(signals.consent_mode.get(*t), "event", t.as_str());
+            event_flag(&mut a, signals, signals.consent_mode.get(*t), t.as_str());
             store_answers(&mut a, signals, |ans| ans.consent_mode.get(*t), t.as_str());
         }
         Check::Category(name) => {
             a.errors(signals.error_codes_from(SignalSource::ConsentObject));
-            a.flag(signals.categories.get(name).copied(), "event", name);
+            event_flag(&mut a, signals, signals.categories.get(name).copied(), name);
 
             a.errors(signals.error_codes_from(SignalSource::OneTrust));
             if let Some(ot) = &signals.onetrust {
@@ -407,6 +419,17 @@ fn evaluate_check(
         state: a.state(),
         details: a.details,
     }
+}
+
+/// An answer from the event's own `consent` object; grants the site marked as
+/// defaults (`consent_source: "default"`) are not the person's answer.
+fn event_flag(a: &mut Answers, signals: &ConsentSignals, v: Option<FlagState>, name: &str) {
+    if v == Some(FlagState::Granted) && !signals.event_grants_count() {
+        a.details
+            .push(format!("event:{name}=granted_by_default_ignored"));
+        return;
+    }
+    a.flag(v, "event", name);
 }
 
 fn flag_from(b: bool) -> FlagState {

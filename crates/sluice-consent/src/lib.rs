@@ -43,8 +43,8 @@ pub use policy::{
 };
 pub use region::{RegionHeaders, RegionHint};
 pub use signals::{
-    ConsentFields, ConsentMode, ConsentModeType, ConsentSignals, CookiebotConsent, ErrorCode,
-    FlagState, OneTrustConsent, SignalError, SignalSource, StoreSignal,
+    ConsentFields, ConsentMode, ConsentModeType, ConsentOrigin, ConsentSignals, CookiebotConsent,
+    ErrorCode, FlagState, OneTrustConsent, SignalError, SignalSource, StoreSignal,
 };
 pub use store_lookup::{
     ConsentAnswer, ConsentStore, HttpConsentStore, HttpStoreConfig, LookupError, LookupWhen,

@@ -169,6 +169,8 @@ pub enum ErrorCode {
     ConsentCategoryNameInvalid,
     /// More than [`MAX_CONSENT_KEYS`] keys.
     ConsentTooManyKeys,
+    /// `consent_source` is not one of sluice.js's values.
+    ConsentSourceUnknown,
     /// `gdpr` is not 0/1/true/false.
     GdprFlagInvalid,
     /// `gdpr_consent` is not a string.
@@ -183,7 +185,7 @@ pub enum ErrorCode {
     TcfTooComplex,
     TcfDecodeFailed,
     TcfDecoderPanic,
-    /// `Sec-GPC` with a value other than `1`.
+    /// `Sec-GPC` with a value other than `1`, or a `gpc` field that is not a boolean.
     GpcInvalid,
     OnetrustInvalid,
     OnetrustGroupsMissing,
@@ -199,11 +201,12 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 25] = [
+    pub const ALL: [ErrorCode; 26] = [
         ErrorCode::ConsentObjectInvalid,
         ErrorCode::ConsentValueUnknown,
         ErrorCode::ConsentCategoryNameInvalid,
         ErrorCode::ConsentTooManyKeys,
+        ErrorCode::ConsentSourceUnknown,
         ErrorCode::GdprFlagInvalid,
         ErrorCode::TcfNotAString,
         ErrorCode::TcfEmpty,
@@ -233,6 +236,7 @@ impl ErrorCode {
             ErrorCode::ConsentValueUnknown => "consent_value_unknown",
             ErrorCode::ConsentCategoryNameInvalid => "consent_category_name_invalid",
             ErrorCode::ConsentTooManyKeys => "consent_too_many_keys",
+            ErrorCode::ConsentSourceUnknown => "consent_source_unknown",
             ErrorCode::GdprFlagInvalid => "gdpr_flag_invalid",
             ErrorCode::TcfNotAString => "tcf_not_a_string",
             ErrorCode::TcfEmpty => "tcf_empty",
@@ -308,6 +312,34 @@ pub enum StoreSignal {
     Failed(ErrorCode),
 }
 
+/// Who set the event's `consent` object (sluice.js's `consent_source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConsentOrigin {
+    /// The site declared that it needs no consent (`consentRequired: false`): the
+    /// flags are defaults, not the person's answer. Their grants count for
+    /// nothing; their denials still count.
+    Default,
+    /// The page's `init({consent})`.
+    Init,
+    /// The page's `sluice('consent', …)`, i.e. its consent banner.
+    Page,
+    /// Derived in the browser from the TCF CMP (the gateway decodes the TC string
+    /// itself as well).
+    Tcf,
+}
+
+impl ConsentOrigin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsentOrigin::Default => "default",
+            ConsentOrigin::Init => "init",
+            ConsentOrigin::Page => "page",
+            ConsentOrigin::Tcf => "tcf",
+        }
+    }
+}
+
 /// All consent signals seen for one event.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConsentSignals {
@@ -316,11 +348,13 @@ pub struct ConsentSignals {
     /// Named categories from the event's `consent` object (`marketing: true`),
     /// lower-cased.
     pub categories: BTreeMap<String, FlagState>,
+    /// Who set the `consent` object, when the sender says (`consent_source`).
+    pub consent_origin: Option<ConsentOrigin>,
     /// The `gdpr` field: whether the sender says GDPR applies.
     pub gdpr_applies: Option<bool>,
     /// Decoded TC string (field and/or cookie; intersected when both differ).
     pub tcf: Option<TcfSummary>,
-    /// `Sec-GPC: 1` (or OneTrust's own GPC detection) was seen.
+    /// `Sec-GPC: 1`, a `gpc: true` field, or OneTrust's own GPC detection.
     pub gpc: bool,
     pub onetrust: Option<OneTrustConsent>,
     pub cookiebot: Option<CookiebotConsent>,
@@ -335,22 +369,37 @@ pub struct ConsentSignals {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ConsentFields {
     pub consent: Option<Value>,
+    /// sluice.js: `default`, `init`, `page` or `tcf`.
+    pub consent_source: Option<Value>,
     pub gdpr: Option<Value>,
     pub gdpr_consent: Option<Value>,
+    /// sluice.js: `true` when `navigator.globalPrivacyControl` is on.
+    pub gpc: Option<Value>,
 }
 
 impl ConsentFields {
-    /// Removes `consent`, `gdpr` and `gdpr_consent` from an event object.
+    /// The keys [`ConsentFields::take_from`] removes.
+    pub const KEYS: [&'static str; 5] =
+        ["consent", "consent_source", "gdpr", "gdpr_consent", "gpc"];
+
+    /// Removes the consent keys (`consent`, `consent_source`, `gdpr`,
+    /// `gdpr_consent`, `gpc`) from an event object.
     pub fn take_from(event: &mut Map<String, Value>) -> Self {
         ConsentFields {
             consent: event.remove("consent"),
+            consent_source: event.remove("consent_source"),
             gdpr: event.remove("gdpr"),
             gdpr_consent: event.remove("gdpr_consent"),
+            gpc: event.remove("gpc"),
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.consent.is_none() && self.gdpr.is_none() && self.gdpr_consent.is_none()
+        self.consent.is_none()
+            && self.consent_source.is_none()
+            && self.gdpr.is_none()
+            && self.gdpr_consent.is_none()
+            && self.gpc.is_none()
     }
 
     /// Parses the fields; a non-string `gdpr_consent` is a `tcf_not_a_string` error.
@@ -366,6 +415,8 @@ impl ConsentFields {
             signals.error(SignalSource::Tcf, ErrorCode::TcfNotAString);
         }
         signals
+            .with_consent_source(self.consent_source.as_ref())
+            .with_gpc_field(self.gpc.as_ref())
     }
 }
 
@@ -453,6 +504,46 @@ impl ConsentSignals {
         self
     }
 
+    /// Reads a `gpc` body field (sluice.js sends `true`). `false`/`0`/`null`
+    /// mean nothing; any other value is `gpc_invalid`.
+    pub fn with_gpc_field(mut self, value: Option<&Value>) -> Self {
+        match value {
+            None | Some(Value::Null) | Some(Value::Bool(false)) => {}
+            Some(Value::Bool(true)) => self.gpc = true,
+            Some(Value::Number(n)) if n.as_u64() == Some(1) => self.gpc = true,
+            Some(Value::Number(n)) if n.as_u64() == Some(0) => {}
+            Some(_) => self.error(SignalSource::Gpc, ErrorCode::GpcInvalid),
+        }
+        self
+    }
+
+    /// Reads `consent_source`. An unknown value makes the consent object invalid:
+    /// we cannot tell whether its flags are the person's answer.
+    pub fn with_consent_source(mut self, value: Option<&Value>) -> Self {
+        let origin = match value {
+            None | Some(Value::Null) => return self,
+            Some(Value::String(s)) => match s.as_str() {
+                "default" => Some(ConsentOrigin::Default),
+                "init" => Some(ConsentOrigin::Init),
+                "page" => Some(ConsentOrigin::Page),
+                "tcf" => Some(ConsentOrigin::Tcf),
+                _ => None,
+            },
+            Some(_) => None,
+        };
+        match origin {
+            Some(o) => self.consent_origin = Some(o),
+            None => self.error(SignalSource::ConsentObject, ErrorCode::ConsentSourceUnknown),
+        }
+        self
+    }
+
+    /// True when the event's own grants count as the person's answer (they do
+    /// not when the site marked them as defaults).
+    pub fn event_grants_count(&self) -> bool {
+        self.consent_origin != Some(ConsentOrigin::Default)
+    }
+
     /// Adds the result of a consent-store lookup; a failure makes the store an
     /// invalid source (fail-closed).
     pub fn with_store(mut self, result: Result<ConsentAnswer, LookupError>) -> Self {
@@ -471,6 +562,7 @@ impl ConsentSignals {
     pub fn is_empty(&self) -> bool {
         self.consent_mode.is_empty()
             && self.categories.is_empty()
+            && self.consent_origin.is_none()
             && self.gdpr_applies.is_none()
             && self.tcf.is_none()
             && !self.gpc
@@ -509,7 +601,10 @@ impl ConsentSignals {
     /// Consent Mode flag combined across the event and the store; a denial in
     /// either wins.
     pub fn consent_mode_flag(&self, t: ConsentModeType) -> Option<FlagState> {
-        let event = self.consent_mode.get(t);
+        let event = self
+            .consent_mode
+            .get(t)
+            .filter(|v| *v == FlagState::Denied || self.event_grants_count());
         let store = self.store_answer().and_then(|a| a.consent_mode.get(t));
         combine_flags([event, store])
     }
@@ -526,6 +621,9 @@ impl ConsentSignals {
         }
         for (name, v) in &self.categories {
             out.push(format!("category:{name}={}", v.as_str()));
+        }
+        if let Some(o) = self.consent_origin {
+            out.push(format!("consent_source={}", o.as_str()));
         }
         if let Some(applies) = self.gdpr_applies {
             out.push(format!("gdpr={}", u8::from(applies)));
@@ -816,6 +914,32 @@ mod tests {
             vec![ErrorCode::GpcInvalid]
         );
         assert!(ConsentSignals::default().with_gpc(None).is_empty());
+    }
+
+    #[test]
+    fn gpc_field_and_consent_source() {
+        let fields = ConsentFields {
+            consent: Some(json!({"ad_user_data": "granted"})),
+            consent_source: Some(json!("default")),
+            gpc: Some(json!(true)),
+            ..ConsentFields::default()
+        };
+        let s = fields.to_signals();
+        assert!(s.gpc);
+        assert_eq!(s.consent_origin, Some(ConsentOrigin::Default));
+        assert_eq!(s.consent_mode_flag(ConsentModeType::AdUserData), None);
+        let bad = ConsentFields {
+            consent_source: Some(json!("cmp")),
+            gpc: Some(json!("yes")),
+            ..ConsentFields::default()
+        }
+        .to_signals();
+        assert!(!bad.gpc);
+        assert!(bad.has_errors_from(SignalSource::ConsentObject));
+        assert_eq!(
+            bad.error_codes_from(SignalSource::Gpc),
+            vec![ErrorCode::GpcInvalid]
+        );
     }
 
     #[test]
