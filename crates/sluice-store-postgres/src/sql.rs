@@ -1,0 +1,358 @@
+//! Every statement the store runs, with the schema spliced in once at
+//! connect time (identifiers cannot be bind parameters). Each is prepared
+//! once per pooled connection (`prepare_cached`).
+//!
+//! Statements that change several tables do it in one statement with
+//! data-modifying CTEs: one round trip, one snapshot, and (outside the
+//! group-commit writer) one implicit transaction, so a crash can never
+//! leave a deleted row without its counter update.
+//!
+//! Counter updates (`cnt` CTEs) always go to one shard row per pixel
+//! (`$shard`), and insert pixels in sorted order, so two statements lock
+//! counter rows in the same order.
+
+use crate::schema::with_schema;
+
+/// Decrements the lease batches of rows leaving the leased state; `gone`
+/// is a CTE with `lease_batch` and `leased_until_ms` as they were.
+const LEASE_RELEASE: &str = "
+    lb AS (
+        UPDATE {s}.lease_batches AS b SET events = b.events - x.n
+        FROM (SELECT lease_batch, count(*)::int AS n FROM gone
+              WHERE lease_batch IS NOT NULL AND leased_until_ms IS NOT NULL
+              GROUP BY lease_batch) AS x
+        WHERE b.batch_id = x.lease_batch)";
+
+/// Adds per-pixel deltas from the CTE `delta(pixel_id, queued, dead_letters,
+/// delivered, last_delivered_ms)` to the counter shard `$shard`.
+const COUNTERS_FROM_DELTA: &str = "
+    cnt AS (
+        INSERT INTO {s}.pixel_counters AS c
+            (pixel_id, shard, queued, dead_letters, delivered_total, duplicates_total, last_delivered_ms)
+        SELECT pixel_id, $SHARD::int2, sum(queued)::int8, sum(dead_letters)::int8,
+               sum(delivered)::int8, 0, max(last_delivered_ms)
+        FROM delta GROUP BY pixel_id ORDER BY pixel_id
+        ON CONFLICT (pixel_id, shard) DO UPDATE SET
+            queued = c.queued + excluded.queued,
+            dead_letters = c.dead_letters + excluded.dead_letters,
+            delivered_total = c.delivered_total + excluded.delivered_total,
+            last_delivered_ms = GREATEST(c.last_delivered_ms, excluded.last_delivered_ms))";
+
+/// The statements, for one schema.
+pub(crate) struct Sql {
+    pub(crate) ledger_claim: String,
+    pub(crate) ledger_duplicate: String,
+    pub(crate) queue_insert: String,
+    pub(crate) counters_add: String,
+    pub(crate) lease: String,
+    pub(crate) ack: String,
+    pub(crate) reschedule: String,
+    pub(crate) dead_letter: String,
+    pub(crate) dlq_replay: String,
+    pub(crate) dlq_delete: String,
+    pub(crate) dlq_get: String,
+    pub(crate) dlq_list_base: String,
+    pub(crate) dedup_lookup: String,
+    pub(crate) dedup_report: String,
+    pub(crate) due_pixels: String,
+    pub(crate) stats: String,
+    pub(crate) purge_ledger: String,
+    pub(crate) purge_lease_batches: String,
+    pub(crate) forget: String,
+    pub(crate) probe: String,
+}
+
+/// Columns of a dead letter, in the order `dead_letter_from_row` reads them.
+pub(crate) const DEAD_LETTER_COLUMNS: &str = "id, pixel_id, event_name, event_id, event_time, \
+     source, payload, attempts, test_event_code, enqueued_ms, code, message, detail_json, \
+     dead_lettered_ms";
+
+impl Sql {
+    pub(crate) fn new(schema: &str) -> Self {
+        let s = |sql: &str| with_schema(sql, schema);
+        let with_shard = |sql: &str, shard_param: &str| s(&sql.replace("$SHARD", shard_param));
+        Sql {
+            // $1-$7: per key (sorted); $8: window. Returns won positions.
+            ledger_claim: s("
+                WITH k AS (
+                    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[],
+                                         $5::text[], $6::int2[], $7::int8[])
+                        WITH ORDINALITY AS k(pixel_id, event_name, event_id, now_ms,
+                                             first_source, sources, duplicates, ord)),
+                claimed AS (
+                    INSERT INTO {s}.dedup_ledger AS l
+                        (pixel_id, event_name, event_id, first_seen_ms, last_seen_ms,
+                         first_source, sources, duplicates)
+                    SELECT pixel_id, event_name, event_id, now_ms, now_ms,
+                           first_source, sources, duplicates
+                    FROM k ORDER BY ord
+                    ON CONFLICT (pixel_id, event_name, event_id) DO UPDATE SET
+                        first_seen_ms = excluded.first_seen_ms,
+                        last_seen_ms = excluded.last_seen_ms,
+                        first_source = excluded.first_source,
+                        sources = excluded.sources,
+                        duplicates = excluded.duplicates
+                    WHERE l.first_seen_ms <= excluded.first_seen_ms - $8::int8
+                    RETURNING pixel_id, event_name, event_id)
+                SELECT k.ord FROM claimed AS c
+                JOIN k ON k.pixel_id = c.pixel_id AND k.event_name = c.event_name
+                      AND k.event_id = c.event_id"),
+            // $1-$6: per lost key. Returns position, first_source, first_seen_ms.
+            ledger_duplicate: s("
+                UPDATE {s}.dedup_ledger AS l SET
+                    sources = l.sources | k.sources,
+                    duplicates = l.duplicates + k.copies,
+                    last_seen_ms = GREATEST(l.last_seen_ms, k.now_ms)
+                FROM unnest($1::text[], $2::text[], $3::text[], $4::int2[], $5::int8[], $6::int8[])
+                     WITH ORDINALITY AS k(pixel_id, event_name, event_id, sources, copies, now_ms, ord)
+                WHERE l.pixel_id = k.pixel_id AND l.event_name = k.event_name
+                  AND l.event_id = k.event_id
+                RETURNING k.ord, l.first_source, l.first_seen_ms"),
+            queue_insert: s("
+                INSERT INTO {s}.queue
+                    (pixel_id, due_ms, hold_until_ms, enqueued_ms, event_time, source,
+                     event_name, event_id, test_event_code, user_keys, payload)
+                SELECT e.pixel_id, e.due_ms, e.hold_until_ms, e.enqueued_ms, e.event_time, e.source,
+                       e.event_name, e.event_id, e.test_event_code,
+                       ARRAY(SELECT jsonb_array_elements_text(e.user_keys::jsonb)), e.payload
+                FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::int8[], $6::text[],
+                            $7::text[], $8::text[], $9::text[], $10::text[], $11::bytea[])
+                     WITH ORDINALITY AS e(pixel_id, due_ms, hold_until_ms, enqueued_ms, event_time,
+                                          source, event_name, event_id, test_event_code,
+                                          user_keys, payload, ord)
+                ORDER BY e.ord
+                RETURNING id"),
+            // $1 pixels (sorted), $2 shard, $3-$7 deltas.
+            counters_add: s("
+                INSERT INTO {s}.pixel_counters AS c
+                    (pixel_id, shard, queued, dead_letters, delivered_total, duplicates_total,
+                     last_delivered_ms)
+                SELECT d.pixel_id, $2::int2, d.queued, d.dead_letters, d.delivered, d.duplicates,
+                       d.last_delivered_ms
+                FROM unnest($1::text[], $3::int8[], $4::int8[], $5::int8[], $6::int8[], $7::int8[])
+                     AS d(pixel_id, queued, dead_letters, delivered, duplicates, last_delivered_ms)
+                ORDER BY d.pixel_id
+                ON CONFLICT (pixel_id, shard) DO UPDATE SET
+                    queued = c.queued + excluded.queued,
+                    dead_letters = c.dead_letters + excluded.dead_letters,
+                    delivered_total = c.delivered_total + excluded.delivered_total,
+                    duplicates_total = c.duplicates_total + excluded.duplicates_total,
+                    last_delivered_ms = GREATEST(c.last_delivered_ms, excluded.last_delivered_ms)"),
+            // $1 pixel, $2 now, $3 limit, $4 leased_until.
+            lease: s("
+                WITH batch AS (SELECT nextval('{s}.lease_batch_ids') AS id),
+                claimed AS (
+                    SELECT id FROM {s}.queue
+                    WHERE pixel_id = $1 AND due_ms <= $2
+                      AND (leased_until_ms IS NULL OR leased_until_ms <= $2)
+                    ORDER BY due_ms, id
+                    LIMIT $3
+                    FOR UPDATE SKIP LOCKED),
+                leased AS (
+                    UPDATE {s}.queue AS q
+                    SET leased_until_ms = $4, lease_batch = (SELECT id FROM batch)
+                    FROM claimed WHERE q.id = claimed.id
+                    RETURNING q.id, q.pixel_id, q.event_name, q.event_id, q.event_time, q.source,
+                              q.payload, q.attempts, q.last_error, q.test_event_code,
+                              q.enqueued_ms, q.due_ms),
+                recorded AS (
+                    INSERT INTO {s}.lease_batches (batch_id, pixel_id, leased_until_ms, events)
+                    SELECT (SELECT id FROM batch), $1, $4, count(*) FROM leased
+                    HAVING count(*) > 0)
+                SELECT id, pixel_id, event_name, event_id, event_time, source, payload, attempts,
+                       last_error, test_event_code, enqueued_ms
+                FROM leased ORDER BY due_ms, id"),
+            // $1 ids, $2 now, $3 shard.
+            ack: with_shard(
+                &format!(
+                    "WITH gone AS (
+                        DELETE FROM {{s}}.queue WHERE id = ANY($1::int8[])
+                        RETURNING pixel_id, lease_batch, leased_until_ms),
+                    {LEASE_RELEASE},
+                    delta AS (
+                        SELECT pixel_id, -1 AS queued, 0 AS dead_letters, 1 AS delivered,
+                               $2::int8 AS last_delivered_ms
+                        FROM gone),
+                    {COUNTERS_FROM_DELTA}
+                    SELECT count(*) FROM gone"
+                ),
+                "$3",
+            ),
+            // $1 ids, $2 due_at, $3 attempt increment (0/1), $4 last_error.
+            reschedule: s(&format!(
+                "WITH old AS (
+                    SELECT id, lease_batch, leased_until_ms FROM {{s}}.queue
+                    WHERE id = ANY($1::int8[]) ORDER BY id FOR UPDATE),
+                gone AS (
+                    UPDATE {{s}}.queue AS q SET
+                        due_ms = GREATEST($2::int8, COALESCE(q.hold_until_ms, $2::int8)),
+                        leased_until_ms = NULL,
+                        lease_batch = NULL,
+                        attempts = q.attempts + $3::int4,
+                        last_error = CASE WHEN $3::int4 = 1 THEN $4::text ELSE q.last_error END
+                    FROM old WHERE q.id = old.id
+                    RETURNING old.lease_batch, old.leased_until_ms),
+                {LEASE_RELEASE}
+                SELECT count(*) FROM gone"
+            )),
+            // $1 ids, $2 code, $3 message, $4 detail, $5 now, $6 shard.
+            dead_letter: with_shard(
+                &format!(
+                    "WITH gone AS (
+                        DELETE FROM {{s}}.queue WHERE id = ANY($1::int8[]) RETURNING *),
+                    moved AS (
+                        INSERT INTO {{s}}.dead_letters
+                            (pixel_id, event_name, event_id, event_time, source, test_event_code,
+                             enqueued_ms, attempts, code, message, detail_json, dead_lettered_ms,
+                             user_keys, payload)
+                        SELECT pixel_id, event_name, event_id, event_time, source, test_event_code,
+                               enqueued_ms, attempts + 1, $2, $3, $4, $5, user_keys, payload
+                        FROM gone ORDER BY array_position($1::int8[], gone.id)
+                        RETURNING id),
+                    {LEASE_RELEASE},
+                    delta AS (
+                        SELECT pixel_id, -1 AS queued, 1 AS dead_letters, 0 AS delivered,
+                               NULL::int8 AS last_delivered_ms
+                        FROM gone),
+                    {COUNTERS_FROM_DELTA}
+                    SELECT id FROM moved"
+                ),
+                "$6",
+            ),
+            // $1 ids, $2 test_event_code, $3 now, $4 shard.
+            dlq_replay: with_shard(
+                "WITH gone AS (
+                    DELETE FROM {s}.dead_letters WHERE id = ANY($1::int8[]) RETURNING *),
+                back AS (
+                    INSERT INTO {s}.queue
+                        (pixel_id, due_ms, enqueued_ms, event_time, source, event_name, event_id,
+                         test_event_code, user_keys, payload)
+                    SELECT pixel_id, $3, enqueued_ms, event_time, source, event_name, event_id,
+                           COALESCE($2::text, test_event_code), user_keys, payload
+                    FROM gone ORDER BY gone.id
+                    RETURNING 1),
+                delta AS (
+                    SELECT pixel_id, 1 AS queued, -1 AS dead_letters, 0 AS delivered,
+                           NULL::int8 AS last_delivered_ms
+                    FROM gone),
+                cnt AS (
+                    INSERT INTO {s}.pixel_counters AS c
+                        (pixel_id, shard, queued, dead_letters, delivered_total, duplicates_total)
+                    SELECT pixel_id, $SHARD::int2, sum(queued)::int8, sum(dead_letters)::int8, 0, 0
+                    FROM delta GROUP BY pixel_id ORDER BY pixel_id
+                    ON CONFLICT (pixel_id, shard) DO UPDATE SET
+                        queued = c.queued + excluded.queued,
+                        dead_letters = c.dead_letters + excluded.dead_letters)
+                SELECT count(*) FROM back",
+                "$4",
+            ),
+            // $1 ids, $2 shard.
+            dlq_delete: with_shard(
+                "WITH gone AS (
+                    DELETE FROM {s}.dead_letters WHERE id = ANY($1::int8[]) RETURNING pixel_id),
+                cnt AS (
+                    INSERT INTO {s}.pixel_counters AS c (pixel_id, shard, dead_letters)
+                    SELECT pixel_id, $SHARD::int2, -count(*) FROM gone
+                    GROUP BY pixel_id ORDER BY pixel_id
+                    ON CONFLICT (pixel_id, shard) DO UPDATE SET
+                        dead_letters = c.dead_letters + excluded.dead_letters)
+                SELECT count(*) FROM gone",
+                "$2",
+            ),
+            dlq_get: s(&format!(
+                "SELECT {DEAD_LETTER_COLUMNS} FROM {{s}}.dead_letters WHERE id = $1"
+            )),
+            dlq_list_base: s(&format!("SELECT {DEAD_LETTER_COLUMNS} FROM {{s}}.dead_letters")),
+            // $1-$3 key, $4 live after (first_seen_ms > $4).
+            dedup_lookup: s("
+                SELECT pixel_id, event_name, event_id, first_source, sources, first_seen_ms,
+                       last_seen_ms, duplicates
+                FROM {s}.dedup_ledger
+                WHERE pixel_id = $1 AND event_name = $2 AND event_id = $3 AND first_seen_ms > $4"),
+            // $1 live after, $2 pixel or NULL.
+            dedup_report: s("
+                SELECT pixel_id, sources, count(*), sum(duplicates)::int8
+                FROM {s}.dedup_ledger
+                WHERE first_seen_ms > $1 AND ($2::text IS NULL OR pixel_id = $2::text)
+                GROUP BY pixel_id, sources
+                ORDER BY pixel_id, sources"),
+            // $1 now.
+            due_pixels: s("
+                SELECT c.pixel_id
+                FROM (SELECT pixel_id FROM {s}.pixel_counters
+                      GROUP BY pixel_id HAVING sum(queued) > 0) AS c
+                WHERE EXISTS (
+                    SELECT 1 FROM {s}.queue AS q
+                    WHERE q.pixel_id = c.pixel_id AND q.due_ms <= $1
+                      AND (q.leased_until_ms IS NULL OR q.leased_until_ms <= $1))
+                ORDER BY c.pixel_id"),
+            // $1 now. One statement, so one consistent snapshot.
+            stats: s("
+                WITH c AS (
+                    SELECT pixel_id, sum(queued)::int8 AS queued,
+                           sum(dead_letters)::int8 AS dead_letters,
+                           sum(delivered_total)::int8 AS delivered_total,
+                           sum(duplicates_total)::int8 AS duplicates_total,
+                           max(last_delivered_ms) AS last_delivered_ms
+                    FROM {s}.pixel_counters GROUP BY pixel_id),
+                l AS (
+                    SELECT pixel_id, GREATEST(sum(events), 0)::int8 AS leased
+                    FROM {s}.lease_batches WHERE leased_until_ms > $1 GROUP BY pixel_id),
+                h AS (
+                    SELECT pixel_id, count(*)::int8 AS held
+                    FROM {s}.queue WHERE hold_until_ms > $1 GROUP BY pixel_id)
+                SELECT c.pixel_id, c.queued, c.dead_letters, c.delivered_total,
+                       c.duplicates_total, c.last_delivered_ms,
+                       COALESCE(l.leased, 0), COALESCE(h.held, 0),
+                       (SELECT min(q.due_ms) FROM {s}.queue AS q WHERE q.pixel_id = c.pixel_id)
+                FROM c LEFT JOIN l USING (pixel_id) LEFT JOIN h USING (pixel_id)
+                ORDER BY c.pixel_id"),
+            // $1 cutoff (first_seen_ms <= $1 is expired), $2 batch size.
+            purge_ledger: s("
+                DELETE FROM {s}.dedup_ledger
+                WHERE ctid = ANY (ARRAY(
+                        SELECT ctid FROM {s}.dedup_ledger
+                        WHERE first_seen_ms <= $1 LIMIT $2))
+                  AND first_seen_ms <= $1"),
+            // $1 now, $2 batch size.
+            purge_lease_batches: s("
+                DELETE FROM {s}.lease_batches
+                WHERE batch_id = ANY (ARRAY(
+                        SELECT batch_id FROM {s}.lease_batches
+                        WHERE leased_until_ms <= $1 OR events <= 0 LIMIT $2))"),
+            // $1 user keys, $2 shard.
+            forget: with_shard(
+                &format!(
+                    "WITH gone AS (
+                        DELETE FROM {{s}}.queue WHERE user_keys && $1::text[]
+                        RETURNING pixel_id, event_name, event_id, lease_batch, leased_until_ms),
+                    gone_dead AS (
+                        DELETE FROM {{s}}.dead_letters WHERE user_keys && $1::text[]
+                        RETURNING pixel_id, event_name, event_id),
+                    keys AS (
+                        SELECT DISTINCT pixel_id, event_name, event_id
+                        FROM (SELECT pixel_id, event_name, event_id FROM gone
+                              UNION ALL
+                              SELECT pixel_id, event_name, event_id FROM gone_dead) AS k
+                        WHERE event_id <> ''),
+                    unledgered AS (
+                        DELETE FROM {{s}}.dedup_ledger AS d USING keys
+                        WHERE d.pixel_id = keys.pixel_id AND d.event_name = keys.event_name
+                          AND d.event_id = keys.event_id
+                        RETURNING 1),
+                    {LEASE_RELEASE},
+                    delta AS (
+                        SELECT pixel_id, -1 AS queued, 0 AS dead_letters, 0 AS delivered,
+                               NULL::int8 AS last_delivered_ms FROM gone
+                        UNION ALL
+                        SELECT pixel_id, 0, -1, 0, NULL FROM gone_dead),
+                    {COUNTERS_FROM_DELTA}
+                    SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM gone_dead),
+                           (SELECT count(*) FROM unledgered)"
+                ),
+                "$2",
+            ),
+            probe: s("UPDATE {s}.store_meta SET value = value + 1 WHERE key = 'writable_probe'"),
+        }
+    }
+}

@@ -1,0 +1,548 @@
+//! Group commit of enqueues, and how deduplication stays exact across nodes.
+//!
+//! # Group commit
+//!
+//! `enqueue` never talks to the database itself: it sends its events to a
+//! channel and waits. [`PostgresOptions::writers`](crate::PostgresOptions::writers)
+//! writer tasks take turns draining that channel: one collects every
+//! request already waiting (up to `group_commit_max_rows` events), then
+//! commits them all in one transaction with a few multi-row statements
+//! (`INSERT … SELECT … FROM unnest($1::text[], …)`), while the next writer
+//! is already collecting the next group. Each caller is answered only after
+//! `COMMIT` returned, so its 2xx is durable. Under light load a group is
+//! one request and nobody waits; under heavy load groups grow by themselves.
+//!
+//! # Deduplication across nodes
+//!
+//! The dedup ledger's primary key `(pixel_id, event_name, event_id)` is the
+//! arbiter. A group first claims its keys with one statement:
+//!
+//! ```sql
+//! INSERT INTO dedup_ledger … ON CONFLICT (pixel_id, event_name, event_id)
+//! DO UPDATE SET first_seen_ms = excluded.first_seen_ms, …
+//! WHERE dedup_ledger.first_seen_ms <= excluded.first_seen_ms - window
+//! RETURNING pixel_id, event_name, event_id
+//! ```
+//!
+//! A returned key was won: inserted fresh, or restarted because its window
+//! had passed (the expiry check is evaluated on the latest committed row,
+//! under its row lock, so it is atomic). A key not returned conflicts with a
+//! live entry: the copy is a duplicate. When two nodes insert the same key
+//! at the same instant, the second waits on the first's unique-index entry
+//! until the first commits or aborts, then sees the committed row (and
+//! loses) or inserts (and wins): exactly one queues the event. `ON CONFLICT
+//! DO UPDATE` locks the conflicting row even when its `WHERE` is false, so
+//! the follow-up statement that records the duplicates (sources, count,
+//! last sighting) needs no lock it does not already hold. Keys are claimed
+//! in sorted order, so two groups never wait on each other in a cycle.
+//!
+//! Copies of one key inside a group are folded in memory first (the first
+//! copy is the candidate, later ones its duplicates), because one statement
+//! may not touch the same row twice. If the copies carry different `now_ms`
+//! (they came from different requests), the group is split into rounds at
+//! that request: each round is the same statements again in the same
+//! transaction, so a copy arriving after the first copy's window is judged
+//! against the entry the first copy left.
+//!
+//! # Failure semantics
+//!
+//! - A group that fails before `COMMIT` is sent is rolled back whole and
+//!   nothing of it is visible. If it had several requests, each is then
+//!   retried alone, so one bad request (say, a string PostgreSQL rejects)
+//!   fails only its own caller. A deadlock or serialization failure is
+//!   retried a few times.
+//! - If `COMMIT` itself fails (the connection broke), the outcome is
+//!   unknown: the callers get `store_io` and nothing is retried here. A
+//!   client retry then finds its events already in the ledger (reported as
+//!   duplicates: they are queued) or, without an event id, queues them a
+//!   second time; delivery is at-least-once either way.
+//! - The channel is unbounded, but every sender waits for its answer, so
+//!   it holds at most one request per concurrent caller.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use deadpool_postgres::Transaction;
+use sluice_store::{EnqueueOutcome, EventRowId, EventSource, NewEvent, StoreError};
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use crate::Shared;
+use crate::error::pg_error;
+
+/// One caller's `enqueue`.
+pub(crate) struct EnqueueRequest {
+    pub(crate) events: Vec<NewEvent>,
+    pub(crate) now_ms: i64,
+    pub(crate) reply: oneshot::Sender<Result<Vec<EnqueueOutcome>, StoreError>>,
+}
+
+/// How often a group that hit a deadlock or serialization failure is tried.
+const MAX_TRANSIENT_TRIES: u32 = 3;
+
+type Key<'a> = (&'a str, &'a str, &'a str);
+
+/// One writer task: collects a group, commits it, answers, repeats. Ends
+/// when the channel is closed and drained.
+pub(crate) async fn run_writer(
+    requests: Arc<Mutex<mpsc::UnboundedReceiver<EnqueueRequest>>>,
+    shared: Arc<Shared>,
+) {
+    let max_rows = shared.options.group_commit_max_rows.max(1);
+    let max_wait = shared.options.group_commit_max_wait;
+    loop {
+        let group = {
+            let mut requests = requests.lock().await;
+            let Some(first) = requests.recv().await else {
+                return;
+            };
+            let mut rows = first.events.len();
+            let mut group = vec![first];
+            let deadline = Instant::now() + max_wait;
+            while rows < max_rows {
+                match requests.try_recv() {
+                    Ok(request) => {
+                        rows += request.events.len();
+                        group.push(request);
+                    }
+                    Err(_) if max_wait.is_zero() => break,
+                    Err(_) => {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        if left.is_zero() {
+                            break;
+                        }
+                        match tokio::time::timeout(left, requests.recv()).await {
+                            Ok(Some(request)) => {
+                                rows += request.events.len();
+                                group.push(request);
+                            }
+                            Ok(None) | Err(_) => break,
+                        }
+                    }
+                }
+            }
+            group
+        };
+        commit_group(&shared, group).await;
+    }
+}
+
+/// Commits one group and answers its callers.
+async fn commit_group(shared: &Shared, group: Vec<EnqueueRequest>) {
+    let started = Instant::now();
+    let result = commit_with_retries(shared, &group).await;
+    match result {
+        Ok(outcomes) => {
+            shared.stats.groups.fetch_add(1, Ordering::Relaxed);
+            shared
+                .stats
+                .requests
+                .fetch_add(group.len() as u64, Ordering::Relaxed);
+            tracing::trace!(
+                requests = group.len(),
+                elapsed_us = started.elapsed().as_micros() as u64,
+                "group commit"
+            );
+            for (request, outcomes) in group.into_iter().zip(outcomes) {
+                let _ = request.reply.send(Ok(outcomes));
+            }
+        }
+        Err(Failure::Ambiguous(error)) => {
+            tracing::warn!(code = error.code(), error = %error, requests = group.len(),
+                "group commit outcome unknown");
+            for request in group {
+                let _ = request.reply.send(Err(error.clone()));
+            }
+        }
+        Err(Failure::RolledBack(error)) if group.len() == 1 => {
+            for request in group {
+                let _ = request.reply.send(Err(error.clone()));
+            }
+        }
+        Err(Failure::RolledBack(error)) => {
+            tracing::debug!(
+                code = error.code(),
+                requests = group.len(),
+                "group commit failed; retrying its requests one by one"
+            );
+            for request in group {
+                let single = std::slice::from_ref(&request);
+                let answer = match commit_with_retries(shared, single).await {
+                    Ok(mut outcomes) => Ok(outcomes.pop().unwrap_or_default()),
+                    Err(Failure::Ambiguous(e) | Failure::RolledBack(e)) => Err(e),
+                };
+                let _ = request.reply.send(answer);
+            }
+        }
+    }
+}
+
+/// Why a group did not commit.
+enum Failure {
+    /// Nothing of the group was committed.
+    RolledBack(StoreError),
+    /// `COMMIT` was sent but its answer was lost.
+    Ambiguous(StoreError),
+}
+
+async fn commit_with_retries(
+    shared: &Shared,
+    group: &[EnqueueRequest],
+) -> Result<Vec<Vec<EnqueueOutcome>>, Failure> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match commit_once(shared, group).await {
+            Err(Failure::RolledBack(StoreError::Busy { message }))
+                if tries < MAX_TRANSIENT_TRIES =>
+            {
+                tracing::debug!(%message, tries, "group commit hit contention; retrying");
+                tokio::time::sleep(Duration::from_millis(u64::from(tries) * 5)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn commit_once(
+    shared: &Shared,
+    group: &[EnqueueRequest],
+) -> Result<Vec<Vec<EnqueueOutcome>>, Failure> {
+    let rolled_back = Failure::RolledBack;
+    let mut client = shared
+        .pool
+        .get()
+        .await
+        .map_err(|e| Failure::RolledBack(crate::error::pool_error(e)))?;
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| rolled_back(pg_error(e)))?;
+    let mut outcomes: Vec<Vec<Option<EnqueueOutcome>>> = group
+        .iter()
+        .map(|request| vec![None; request.events.len()])
+        .collect();
+    for round in split_rounds(group) {
+        commit_round(shared, &tx, group, round, &mut outcomes)
+            .await
+            .map_err(Failure::RolledBack)?;
+    }
+    tx.commit()
+        .await
+        .map_err(|e| Failure::Ambiguous(pg_error(e)))?;
+    Ok(outcomes
+        .into_iter()
+        .map(|per_request| {
+            per_request
+                .into_iter()
+                .map(|o| o.expect("every event of a committed group has an outcome"))
+                .collect()
+        })
+        .collect())
+}
+
+/// Splits a group into runs of requests in which every dedup key is seen
+/// with a single `now_ms` (see the module header).
+fn split_rounds(group: &[EnqueueRequest]) -> Vec<Range<usize>> {
+    let mut rounds = Vec::new();
+    let mut start = 0;
+    let mut seen: HashMap<Key<'_>, i64> = HashMap::new();
+    for (i, request) in group.iter().enumerate() {
+        let conflict = request.events.iter().any(|e| {
+            !e.event_id.is_empty()
+                && seen
+                    .get(&key_of(e))
+                    .is_some_and(|now| *now != request.now_ms)
+        });
+        if conflict {
+            rounds.push(start..i);
+            start = i;
+            seen.clear();
+        }
+        for event in request.events.iter().filter(|e| !e.event_id.is_empty()) {
+            seen.insert(key_of(event), request.now_ms);
+        }
+    }
+    rounds.push(start..group.len());
+    rounds
+}
+
+fn key_of(event: &NewEvent) -> Key<'_> {
+    (&event.pixel_id, &event.event_name, &event.event_id)
+}
+
+/// The copies of one key within a round.
+struct KeyCopies {
+    now_ms: i64,
+    first: (usize, usize),
+    first_source: EventSource,
+    sources: u8,
+    copies: i64,
+}
+
+/// Per-pixel counter deltas of a round.
+#[derive(Default)]
+struct PixelDelta {
+    queued: i64,
+    duplicates: i64,
+}
+
+/// Runs one round: claim keys, record duplicates, insert the queued rows,
+/// add to the counters. Fills `outcomes` for the round's events.
+async fn commit_round(
+    shared: &Shared,
+    tx: &Transaction<'_>,
+    group: &[EnqueueRequest],
+    round: Range<usize>,
+    outcomes: &mut [Vec<Option<EnqueueOutcome>>],
+) -> Result<(), StoreError> {
+    // 1. Fold the copies of each key, in sorted key order (the lock order).
+    let mut folded: BTreeMap<Key<'_>, KeyCopies> = BTreeMap::new();
+    for r in round.clone() {
+        let request = &group[r];
+        for (e, event) in request.events.iter().enumerate() {
+            if event.event_id.is_empty() {
+                continue;
+            }
+            folded
+                .entry(key_of(event))
+                .and_modify(|k| {
+                    k.sources |= event.source.bit();
+                    k.copies += 1;
+                })
+                .or_insert(KeyCopies {
+                    now_ms: request.now_ms,
+                    first: (r, e),
+                    first_source: event.source,
+                    sources: event.source.bit(),
+                    copies: 1,
+                });
+        }
+    }
+    let keys: Vec<(Key<'_>, KeyCopies)> = folded.into_iter().collect();
+    let position: HashMap<Key<'_>, usize> =
+        keys.iter().enumerate().map(|(i, (k, _))| (*k, i)).collect();
+
+    // 2. Claim them; the statement returns the (1-based) positions won.
+    let mut won = vec![false; keys.len()];
+    if !keys.is_empty() {
+        let pixels: Vec<&str> = keys.iter().map(|(k, _)| k.0).collect();
+        let names: Vec<&str> = keys.iter().map(|(k, _)| k.1).collect();
+        let ids: Vec<&str> = keys.iter().map(|(k, _)| k.2).collect();
+        let nows: Vec<i64> = keys.iter().map(|(_, c)| c.now_ms).collect();
+        let firsts: Vec<&str> = keys.iter().map(|(_, c)| c.first_source.as_str()).collect();
+        let sources: Vec<i16> = keys.iter().map(|(_, c)| i16::from(c.sources)).collect();
+        let dups: Vec<i64> = keys.iter().map(|(_, c)| c.copies - 1).collect();
+        let stmt = tx
+            .prepare_cached(&shared.sql.ledger_claim)
+            .await
+            .map_err(pg_error)?;
+        let rows = tx
+            .query(
+                &stmt,
+                &[
+                    &pixels,
+                    &names,
+                    &ids,
+                    &nows,
+                    &firsts,
+                    &sources,
+                    &dups,
+                    &shared.options.dedup_window_ms,
+                ],
+            )
+            .await
+            .map_err(pg_error)?;
+        for row in &rows {
+            won[ordinal(row.get(0), keys.len())?] = true;
+        }
+    }
+
+    // 3. Record the duplicates of keys held by live entries.
+    let mut held_by: Vec<Option<(EventSource, i64)>> = vec![None; keys.len()];
+    let lost: Vec<usize> = (0..keys.len()).filter(|i| !won[*i]).collect();
+    if !lost.is_empty() {
+        let pixels: Vec<&str> = lost.iter().map(|i| keys[*i].0.0).collect();
+        let names: Vec<&str> = lost.iter().map(|i| keys[*i].0.1).collect();
+        let ids: Vec<&str> = lost.iter().map(|i| keys[*i].0.2).collect();
+        let sources: Vec<i16> = lost.iter().map(|i| i16::from(keys[*i].1.sources)).collect();
+        let copies: Vec<i64> = lost.iter().map(|i| keys[*i].1.copies).collect();
+        let nows: Vec<i64> = lost.iter().map(|i| keys[*i].1.now_ms).collect();
+        let stmt = tx
+            .prepare_cached(&shared.sql.ledger_duplicate)
+            .await
+            .map_err(pg_error)?;
+        let rows = tx
+            .query(&stmt, &[&pixels, &names, &ids, &sources, &copies, &nows])
+            .await
+            .map_err(pg_error)?;
+        for row in &rows {
+            let at = lost[ordinal(row.get(0), lost.len())?];
+            let first_source: &str = row.get(1);
+            let first_source = first_source.parse().map_err(|_| StoreError::Corrupt {
+                message: "dedup_ledger.first_source holds an unknown source".to_owned(),
+            })?;
+            held_by[at] = Some((first_source, row.get(2)));
+        }
+        if lost.iter().any(|i| held_by[*i].is_none()) {
+            return Err(StoreError::Backend {
+                message: "a conflicting dedup-ledger entry vanished under its row lock".to_owned(),
+            });
+        }
+    }
+
+    // 4. Decide every event's fate, in arrival order.
+    let mut queued_at: Vec<(usize, usize)> = Vec::new();
+    let mut deltas: BTreeMap<&str, PixelDelta> = BTreeMap::new();
+    for r in round.clone() {
+        let request = &group[r];
+        for (e, event) in request.events.iter().enumerate() {
+            let duplicate_of = if event.event_id.is_empty() {
+                None
+            } else {
+                let i = position[&key_of(event)];
+                let copies = &keys[i].1;
+                match held_by[i] {
+                    Some(entry) => Some(entry),
+                    None => {
+                        (copies.first != (r, e)).then_some((copies.first_source, copies.now_ms))
+                    }
+                }
+            };
+            let delta = deltas.entry(&event.pixel_id).or_default();
+            match duplicate_of {
+                Some((first_source, first_seen_ms)) => {
+                    delta.duplicates += 1;
+                    outcomes[r][e] = Some(EnqueueOutcome::Duplicate {
+                        first_source,
+                        first_seen_ms,
+                    });
+                }
+                None => {
+                    delta.queued += 1;
+                    queued_at.push((r, e));
+                }
+            }
+        }
+    }
+
+    // 5. Insert the queued rows and add to the counters, pipelined.
+    let insert = async {
+        if queued_at.is_empty() {
+            return Ok(Vec::new());
+        }
+        let n = queued_at.len();
+        let mut pixel = Vec::with_capacity(n);
+        let mut due = Vec::with_capacity(n);
+        let mut hold = Vec::with_capacity(n);
+        let mut enqueued = Vec::with_capacity(n);
+        let mut event_time = Vec::with_capacity(n);
+        let mut source = Vec::with_capacity(n);
+        let mut name = Vec::with_capacity(n);
+        let mut id = Vec::with_capacity(n);
+        let mut code = Vec::with_capacity(n);
+        let mut user_keys = Vec::with_capacity(n);
+        let mut payload = Vec::with_capacity(n);
+        for &(r, e) in &queued_at {
+            let now_ms = group[r].now_ms;
+            let event = &group[r].events[e];
+            // A hold that has already passed is no hold.
+            let hold_until = event.hold_until_ms.filter(|h| *h > now_ms);
+            pixel.push(event.pixel_id.as_str());
+            due.push(hold_until.unwrap_or(now_ms));
+            hold.push(hold_until);
+            enqueued.push(now_ms);
+            event_time.push(event.event_time);
+            source.push(event.source.as_str());
+            name.push(event.event_name.as_str());
+            id.push(event.event_id.as_str());
+            code.push(event.test_event_code.as_deref());
+            user_keys.push(user_keys_json(&event.user_keys));
+            payload.push(event.payload.as_slice());
+        }
+        let stmt = tx.prepare_cached(&shared.sql.queue_insert).await?;
+        let rows = tx
+            .query(
+                &stmt,
+                &[
+                    &pixel,
+                    &due,
+                    &hold,
+                    &enqueued,
+                    &event_time,
+                    &source,
+                    &name,
+                    &id,
+                    &code,
+                    &user_keys,
+                    &payload,
+                ],
+            )
+            .await?;
+        let mut ids: Vec<i64> = rows.iter().map(|row| row.get(0)).collect();
+        // Identity values are drawn in insertion order (`ORDER BY ord`), so
+        // the sorted ids line up with the arrival order of `queued_at`.
+        ids.sort_unstable();
+        Ok(ids)
+    };
+    let counters = async {
+        let pixels: Vec<&str> = deltas.keys().copied().collect();
+        let queued: Vec<i64> = deltas.values().map(|d| d.queued).collect();
+        let zeros: Vec<i64> = vec![0; pixels.len()];
+        let dups: Vec<i64> = deltas.values().map(|d| d.duplicates).collect();
+        let none: Vec<Option<i64>> = vec![None; pixels.len()];
+        let stmt = tx.prepare_cached(&shared.sql.counters_add).await?;
+        tx.execute(
+            &stmt,
+            &[
+                &pixels,
+                &shared.next_shard(),
+                &queued,
+                &zeros,
+                &zeros,
+                &dups,
+                &none,
+            ],
+        )
+        .await
+    };
+    let (ids, _) = tokio::try_join!(insert, counters).map_err(pg_error)?;
+    if ids.len() != queued_at.len() {
+        return Err(StoreError::Backend {
+            message: format!(
+                "queue insert returned {} ids for {} rows",
+                ids.len(),
+                queued_at.len()
+            ),
+        });
+    }
+    for ((r, e), id) in queued_at.into_iter().zip(ids) {
+        outcomes[r][e] = Some(EnqueueOutcome::Queued {
+            id: EventRowId::from_raw(id),
+        });
+    }
+    Ok(())
+}
+
+/// A 1-based `WITH ORDINALITY` position returned by a statement, checked.
+fn ordinal(raw: i64, len: usize) -> Result<usize, StoreError> {
+    usize::try_from(raw)
+        .ok()
+        .and_then(|n| n.checked_sub(1))
+        .filter(|i| *i < len)
+        .ok_or_else(|| StoreError::Backend {
+            message: format!("statement returned position {raw} of {len}"),
+        })
+}
+
+/// The user keys as a JSON array of strings, the one way to pass a
+/// variable-length list per row through `unnest` (PostgreSQL arrays of
+/// arrays must be rectangular).
+pub(crate) fn user_keys_json(keys: &[String]) -> String {
+    let mut unique: Vec<&str> = keys.iter().map(String::as_str).collect();
+    unique.sort_unstable();
+    unique.dedup();
+    serde_json::to_string(&unique).unwrap_or_else(|_| "[]".to_owned())
+}
