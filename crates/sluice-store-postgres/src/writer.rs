@@ -546,3 +546,59 @@ pub(crate) fn user_keys_json(keys: &[String]) -> String {
     unique.dedup();
     serde_json::to_string(&unique).unwrap_or_else(|_| "[]".to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(keys: &[&str], now_ms: i64) -> EnqueueRequest {
+        let events = keys
+            .iter()
+            .map(|k| NewEvent {
+                pixel_id: "p".into(),
+                event_name: "Purchase".into(),
+                event_id: (*k).into(),
+                event_time: 0,
+                source: EventSource::Backend,
+                payload: Vec::new(),
+                user_keys: Vec::new(),
+                test_event_code: None,
+                hold_until_ms: None,
+            })
+            .collect();
+        EnqueueRequest {
+            events,
+            now_ms,
+            reply: oneshot::channel().0,
+        }
+    }
+
+    #[test]
+    fn rounds_split_only_where_one_key_is_seen_at_two_instants() {
+        let group = [
+            request(&["a", "b"], 10),
+            request(&["a", "c"], 10),
+            request(&["", ""], 11),
+            request(&["d"], 12),
+            request(&["b"], 13),
+            request(&["a"], 13),
+        ];
+        assert_eq!(split_rounds(&group), vec![0..4, 4..6]);
+        assert_eq!(split_rounds(&group[..1]), vec![0..1]);
+    }
+
+    #[test]
+    fn user_keys_travel_as_a_deduplicated_json_array() {
+        let keys = vec!["b\"x".to_owned(), "a".to_owned(), "a".to_owned()];
+        assert_eq!(user_keys_json(&keys), r#"["a","b\"x"]"#);
+        assert_eq!(user_keys_json(&[]), "[]");
+    }
+
+    #[test]
+    fn ordinals_are_checked() {
+        assert_eq!(ordinal(1, 3).unwrap(), 0);
+        assert_eq!(ordinal(3, 3).unwrap(), 2);
+        assert!(ordinal(0, 3).is_err());
+        assert!(ordinal(4, 3).is_err());
+    }
+}
