@@ -8,7 +8,7 @@
 //! access token or a value from an event.
 
 use axum::body::Body;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use sluice_core::graph_error::{GraphError, codes};
@@ -31,14 +31,17 @@ const DEFAULT_VERSION: &str = sluice_core::DEFAULT_GRAPH_VERSION;
 pub struct Answer {
     pub status: StatusCode,
     pub body: AnswerBody,
-    pub headers: HeaderMap,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 #[derive(Debug, Clone)]
 pub enum AnswerBody {
-    Success { events_received: u64 },
+    Success {
+        events_received: u64,
+    },
     Error(Box<GraphError>),
-    Raw { content_type: String, body: String },
+    /// `(content type, body)`.
+    Raw(Box<(String, String)>),
 }
 
 #[derive(Serialize)]
@@ -53,7 +56,7 @@ impl Answer {
         Answer {
             status: StatusCode::OK,
             body: AnswerBody::Success { events_received },
-            headers: HeaderMap::new(),
+            headers: Vec::new(),
         }
     }
 
@@ -61,21 +64,21 @@ impl Answer {
         Answer {
             status,
             body: AnswerBody::Error(Box::new(error)),
-            headers: HeaderMap::new(),
+            headers: Vec::new(),
         }
     }
 
     pub fn raw(status: StatusCode, content_type: String, body: String) -> Self {
         Answer {
             status,
-            body: AnswerBody::Raw { content_type, body },
-            headers: HeaderMap::new(),
+            body: AnswerBody::Raw(Box::new((content_type, body))),
+            headers: Vec::new(),
         }
     }
 
     pub fn with_header(mut self, name: &'static str, value: &str) -> Self {
         if let Ok(value) = HeaderValue::from_str(value) {
-            self.headers.insert(HeaderName::from_static(name), value);
+            self.headers.push((HeaderName::from_static(name), value));
         }
         self
     }
@@ -84,7 +87,7 @@ impl Answer {
     pub fn error_code(&self) -> Option<(i64, Option<i64>)> {
         match &self.body {
             AnswerBody::Error(e) => Some((e.code, e.error_subcode)),
-            AnswerBody::Raw { .. } | AnswerBody::Success { .. } => None,
+            AnswerBody::Raw(_) | AnswerBody::Success { .. } => None,
         }
     }
 
@@ -109,12 +112,14 @@ impl Answer {
                     serde_json::to_string(&error.into_envelope()).unwrap_or_default(),
                 )
             }
-            AnswerBody::Raw { content_type, body } => (content_type, body),
+            AnswerBody::Raw(raw) => *raw,
         };
         let mut response = Response::new(Body::from(body));
         *response.status_mut() = self.status;
         let headers = response.headers_mut();
-        headers.extend(self.headers);
+        for (name, value) in self.headers {
+            headers.insert(name, value);
+        }
         if let Ok(v) = HeaderValue::from_str(&content_type) {
             headers.insert(header::CONTENT_TYPE, v);
         }
@@ -362,7 +367,7 @@ pub fn server_error(
 mod tests {
     use super::*;
 
-    async fn body_of(answer: Answer) -> (StatusCode, HeaderMap, serde_json::Value) {
+    async fn body_of(answer: Answer) -> (StatusCode, axum::http::HeaderMap, serde_json::Value) {
         let response = answer.into_response_for(Some("v26.0"));
         let status = response.status();
         let headers = response.headers().clone();

@@ -53,7 +53,7 @@ pub(crate) fn authenticate(
     if config
         .tokens
         .as_ref()
-        .is_some_and(|list| !list.iter().any(|t| *t == token))
+        .is_some_and(|list| !list.contains(&token))
     {
         return Err(answers::invalid_token());
     }

@@ -68,9 +68,11 @@ FAULT INJECTION
                      BUC codes add X-Business-Use-Case-Usage (minutes)
     http_status     {status = 500|503|..., code?, subcode?, message?, transient?}
     token_expired   {token?}           400 code 190 subcode 463
-    latency         {ms}               answer normally, late
-    timeout         {hold_ms?}         hold the request, then close without answer
-    drop_connection {}                 close the socket without an answer
+    latency         {ms}               process, then answer late
+    timeout         {hold_ms?, process?}  hold the request, then close without
+                                       an answer (process = true: record the
+                                       events first, so a retry is a duplicate)
+    drop_connection {process?}         close the socket without an answer
     random_failure  {fraction, seed, status?, code?}   reproducible from the seed
     raw             {status, body, content_type?}      a non-Graph answer
 

@@ -90,17 +90,27 @@ pub enum Fault {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         token: Option<String>,
     },
-    /// Answer normally, `ms` milliseconds late.
+    /// Answer normally, `ms` milliseconds late. The request is processed (and its
+    /// events recorded) before the wait, so a client that gives up meanwhile has
+    /// still delivered them, as with a slow Meta.
     Latency { ms: u64 },
     /// Hold the request without answering until the client gives up, or until
     /// `hold_ms` (capped by the config's `max_hold_ms`) have passed; then close
-    /// the connection without an answer.
+    /// the connection without an answer. With `process = true` the events are
+    /// checked and recorded first ("Meta got them, the answer was lost"), which
+    /// is what makes a client's retry a duplicate.
     Timeout {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         hold_ms: Option<u64>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        process: bool,
     },
-    /// Close the connection without writing any answer.
-    DropConnection,
+    /// Close the connection without writing any answer; with `process = true`
+    /// after checking and recording the events.
+    DropConnection {
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        process: bool,
+    },
     /// Fail this fraction of matching requests, chosen by a generator seeded with
     /// `seed`, with HTTP `status` (default 500) and `code` (default 1 for 500,
     /// 2 otherwise).
@@ -131,7 +141,7 @@ impl Fault {
             Fault::TokenExpired { .. } => "token_expired",
             Fault::Latency { .. } => "latency",
             Fault::Timeout { .. } => "timeout",
-            Fault::DropConnection => "drop_connection",
+            Fault::DropConnection { .. } => "drop_connection",
             Fault::RandomFailure { .. } => "random_failure",
             Fault::Raw { .. } => "raw",
         }
@@ -359,12 +369,12 @@ mod tests {
         let engine = FaultEngine::new(vec![
             FaultRule::always(Fault::Latency { ms: 5 }),
             FaultRule::always(Fault::Latency { ms: 7 }),
-            FaultRule::always(Fault::DropConnection).times(1),
+            FaultRule::always(Fault::DropConnection { process: false }).times(1),
             FaultRule::always(http(503)),
         ]);
         let first = engine.plan("1", None);
         assert_eq!(first.delay, Duration::from_millis(12));
-        assert_eq!(first.action, Some(Fault::DropConnection));
+        assert_eq!(first.action, Some(Fault::DropConnection { process: false }));
         assert_eq!(engine.plan("1", None).action, Some(http(503)));
         // The 503 rule saw both requests but fired only once.
         assert_eq!(engine.status()[3].seen, 2);
@@ -410,7 +420,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(doc.faults.len(), 2);
-        assert_eq!(doc.faults[1].fault, Fault::DropConnection);
+        assert_eq!(
+            doc.faults[1].fault,
+            Fault::DropConnection { process: false }
+        );
         let bad = toml::from_str::<Doc>(
             r#"
             [[faults]]

@@ -64,15 +64,43 @@ pub(crate) async fn events_endpoint(
 
     let plan = emulator.inner.faults.plan(&pixel, token.as_deref());
     lock(&emulator.inner.store).count_request(&pixel);
+    if let Some(fault) = &plan.action {
+        lock(&emulator.inner.store).count_fault(fault.kind());
+        tracing::info!(fault = fault.kind(), "emulator: injecting fault");
+    }
+    // Faults that lose the answer may still let the request through first.
+    let processed = match &plan.action {
+        None
+        | Some(Fault::Timeout { process: true, .. } | Fault::DropConnection { process: true }) => {
+            Some(process(
+                &emulator,
+                &params,
+                decoded,
+                token.as_deref(),
+                &pixel,
+            ))
+        }
+        Some(_) => None,
+    };
     if !plan.delay.is_zero() {
         hold(plan.delay, conn.as_ref()).await;
     }
-    if let Some(fault) = plan.action {
-        lock(&emulator.inner.store).count_fault(fault.kind());
-        tracing::info!(fault = fault.kind(), "emulator: injecting fault");
-        return fault_response(&emulator, fault, &pixel, conn, version).await;
+    match (plan.action, processed) {
+        (Some(fault), _) => fault_response(&emulator, fault, &pixel, conn, version).await,
+        (None, Some(answer)) => answer.into_response_for(version),
+        (None, None) => Answer::success(0).into_response_for(version),
     }
+}
 
+/// Credentials, envelope and events; records what passes and counts what does
+/// not.
+fn process(
+    emulator: &Emulator,
+    params: &Params,
+    decoded: Result<(), Answer>,
+    token: Option<&str>,
+    pixel: &str,
+) -> Answer {
     let config = &emulator.inner.config;
     let now_ms = emulator.inner.clock.now_ms();
     let ctx = ValidationContext {
@@ -83,15 +111,15 @@ pub(crate) async fn events_endpoint(
         // A body Graph cannot read: without a token in the query string there is
         // nothing to authenticate, so the body error is the answer.
         Err(answer) if token.is_none() => Err(answer),
-        decoded => checks::authenticate(&params, config, &pixel)
+        decoded => checks::authenticate(params, config, pixel)
             .and(decoded)
-            .and_then(|()| checks::check_request(&params, &ctx)),
+            .and_then(|()| checks::check_request(params, &ctx)),
     };
-    let answer = match result {
+    match result {
         Ok(accepted) => {
             let count = accepted.events.len() as u64;
             let test = accepted.test_event_code.is_some();
-            let duplicates = lock(&emulator.inner.store).record(&pixel, accepted, now_ms);
+            let duplicates = lock(&emulator.inner.store).record(pixel, accepted, now_ms);
             tracing::debug!(events = count, duplicates, test, "emulator: accepted");
             Answer::success(count)
         }
@@ -102,8 +130,7 @@ pub(crate) async fn events_endpoint(
             }
             answer
         }
-    };
-    answer.into_response_for(version)
+    }
 }
 
 /// Reads the query string and the body into parameters. The error, if any, is
@@ -139,7 +166,7 @@ async fn read_params(emulator: &Emulator, request: Request) -> (Params, Result<(
     };
     let result = params
         .add_body(kind, &bytes)
-        .map_err(|e| answers::invalid_param(e));
+        .map_err(answers::invalid_param);
     (params, result)
 }
 
@@ -256,7 +283,7 @@ async fn fault_response(
             body,
         ),
         Fault::Latency { .. } => Answer::success(0),
-        Fault::Timeout { hold_ms } => {
+        Fault::Timeout { hold_ms, .. } => {
             let max = emulator.inner.config.max_hold_ms;
             hold(
                 Duration::from_millis(hold_ms.unwrap_or(max).min(max)),
@@ -265,7 +292,7 @@ async fn fault_response(
             .await;
             return drop_connection(conn).await;
         }
-        Fault::DropConnection => return drop_connection(conn).await,
+        Fault::DropConnection { .. } => return drop_connection(conn).await,
     };
     if let Some((code, subcode)) = answer.error_code() {
         lock(&emulator.inner.store).count_rejection(code, subcode);

@@ -49,7 +49,7 @@ struct EventList {
     events: Vec<RecordedEvent>,
 }
 
-fn parse_filter(query: Option<&str>) -> Result<EventFilter, Response> {
+fn parse_filter(query: Option<&str>) -> Result<EventFilter, String> {
     let mut filter = EventFilter::default();
     for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         match key.as_ref() {
@@ -60,14 +60,14 @@ fn parse_filter(query: Option<&str>) -> Result<EventFilter, Response> {
                     "all" => EventKind::All,
                     "live" => EventKind::Live,
                     "test" => EventKind::Test,
-                    _ => return Err(bad_request("kind must be all, live or test")),
+                    _ => return Err("kind must be all, live or test".to_owned()),
                 }
             }
             other => {
-                return Err(bad_request(format!(
+                return Err(format!(
                     "unknown query parameter {:?}; use pixel, kind, test_event_code",
                     other.chars().take(40).collect::<String>()
-                )));
+                ));
             }
         }
     }
@@ -86,14 +86,14 @@ fn event_list(emulator: &Emulator, filter: &EventFilter) -> Response {
 async fn list_events(State(emulator): State<Emulator>, RawQuery(query): RawQuery) -> Response {
     match parse_filter(query.as_deref()) {
         Ok(filter) => event_list(&emulator, &filter),
-        Err(response) => response,
+        Err(message) => bad_request(message),
     }
 }
 
 async fn list_test_events(State(emulator): State<Emulator>, RawQuery(query): RawQuery) -> Response {
     match parse_filter(query.as_deref()) {
         Ok(filter) => event_list(&emulator, &filter.kind(EventKind::Test)),
-        Err(response) => response,
+        Err(message) => bad_request(message),
     }
 }
 
