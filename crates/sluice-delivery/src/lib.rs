@@ -13,6 +13,10 @@
 //! - [`breaker`]: the per-(pixel, token) circuit breaker that pauses a lane.
 //! - [`split`]: bisecting a rejected batch to isolate its bad events.
 //! - [`age`]: the 7-day (62-day) guard run right before sending.
+//! - [`engine`]: the delivery engine tying them together over a
+//!   `sluice_store::Store`: per-pixel lanes, batching with linger, bounded
+//!   concurrency, ack / retry / release / dead-letter, graceful drain.
+//!   Configured by [`config`], observed through [`status`] and [`metrics`].
 //!
 //! Nothing here logs an access token or an event payload; errors carry
 //! neither.
@@ -27,14 +31,22 @@ pub mod age;
 pub mod backoff;
 pub mod breaker;
 pub mod client;
+pub mod config;
+pub mod engine;
 pub mod error;
+mod lane;
+pub mod metrics;
 pub mod retry;
 pub mod split;
+pub mod status;
 pub mod usage;
 
 pub use backoff::{Backoff, BackoffError};
 pub use breaker::{Admission, BreakerConfig, BreakerState, CircuitBreaker, Ticket, TripCause};
 pub use client::{BatchOptions, ClientConfig, Credentials, GraphClient};
+pub use config::{EngineConfig, EngineError, PixelConfig, TestEventMode};
+pub use engine::{DeliveryEngine, LaneWaker};
 pub use error::{ClientBuildError, DeliveryError, TransportKind};
 pub use retry::{MetaRetryPolicy, RetryPolicy, Verdict};
 pub use split::{Bisection, SplitOutcome, bisect};
+pub use status::{DeliveryStatus, LaneStatus};

@@ -1,0 +1,606 @@
+//! One delivery worker of one pixel's lane: lease, guard, send, settle.
+//!
+//! A lane runs `concurrency_per_pixel` of these loops. Each turn:
+//!
+//! 1. ask the lane's breaker for admission (an open breaker means: lease
+//!    nothing, wait until it may probe);
+//! 2. lease up to `max_batch_size` due events, and linger briefly for more
+//!    if the batch is not full;
+//! 3. dead-letter events past Meta's age limit (they would fail the batch);
+//! 4. send the rest, one request per `test_event_code`;
+//! 5. settle by the verdict: ack, retry with backoff, release until the
+//!    throttling wait is over, pause for credentials, or bisect and
+//!    dead-letter the events Meta rejects.
+//!
+//! Every store call that fails is logged and skipped: the events stay
+//! leased and come back when the lease expires, so a store hiccup delays
+//! events but never loses or double-settles them. Nothing here logs a
+//! token or a payload; logs carry the pixel id, counts and error codes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use serde_json::value::RawValue;
+use sluice_core::EventResponse;
+use sluice_core::graph_error::codes;
+use sluice_store::{DeadLetterReason, EventRowId, LeasedEvent, Store};
+use tokio::sync::watch;
+use tokio::time::{Instant, sleep, sleep_until};
+
+use crate::age;
+use crate::backoff::Backoff;
+use crate::breaker::{Admission, Ticket};
+use crate::client::{BatchOptions, Credentials, GraphClient};
+use crate::config::TestEventMode;
+use crate::error::DeliveryError;
+use crate::metrics;
+use crate::retry::{MetaRetryPolicy, RetryPolicy, Verdict};
+use crate::split;
+use crate::status::{LaneShared, lock, unix_ms};
+
+/// Longest text kept in a retry's `last_error` or a dead letter's message.
+const MAX_ERROR_TEXT: usize = 300;
+
+/// Engine-wide settings and the store, shared by every worker.
+pub(crate) struct Context {
+    pub store: Arc<dyn Store>,
+    pub policy: MetaRetryPolicy,
+    pub backoff: Backoff,
+    pub max_batch_size: usize,
+    pub linger: Duration,
+    pub lease_ms: i64,
+    pub poll_interval: Duration,
+    pub max_attempts: u32,
+    pub max_split_requests: usize,
+    pub age_margin_secs: i64,
+}
+
+/// One pixel's lane: its endpoint, credentials and shared state.
+pub(crate) struct Lane {
+    pub shared: Arc<LaneShared>,
+    pub client: GraphClient,
+    pub credentials: Credentials,
+    pub test_events: TestEventMode,
+}
+
+/// Resolves when shutdown is signalled (or its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+/// Truncates on a character boundary.
+fn clip(mut text: String) -> String {
+    if let Some((i, _)) = text.char_indices().nth(MAX_ERROR_TEXT) {
+        text.truncate(i);
+    }
+    text
+}
+
+fn ids(events: &[LeasedEvent]) -> Vec<EventRowId> {
+    events.iter().map(|e| e.id).collect()
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A worker loop; returns when shutdown is signalled, after settling the
+/// batch in hand.
+pub(crate) async fn run_worker(
+    ctx: Arc<Context>,
+    lane: Arc<Lane>,
+    mut rng: StdRng,
+    mut stop: watch::Receiver<bool>,
+) {
+    let pixel = lane.shared.pixel_id.clone();
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let admission = lock(&lane.shared.breaker).admit(Instant::now());
+        let ticket = match admission {
+            Admission::Send(ticket) => ticket,
+            Admission::Wait(Some(until)) => {
+                tokio::select! {
+                    () = sleep_until(until) => {}
+                    () = stopped(&mut stop) => break,
+                }
+                continue;
+            }
+            Admission::Wait(None) => {
+                tokio::select! {
+                    () = lane.shared.breaker_changed.notified() => {}
+                    () = sleep(ctx.poll_interval) => {}
+                    () = stopped(&mut stop) => break,
+                }
+                continue;
+            }
+        };
+
+        // Armed before leasing, so a wake-up between an empty lease and the
+        // wait below is not lost.
+        let wake = lane.shared.wake.notified();
+        tokio::pin!(wake);
+        wake.as_mut().enable();
+
+        let batch = match lease(&ctx, &pixel, ctx.max_batch_size).await {
+            Some(batch) => batch,
+            None => {
+                cancel(&lane, ticket);
+                tokio::select! {
+                    () = sleep(ctx.poll_interval) => {}
+                    () = stopped(&mut stop) => break,
+                }
+                continue;
+            }
+        };
+        if batch.is_empty() {
+            cancel(&lane, ticket);
+            tokio::select! {
+                () = &mut wake => {}
+                () = stopped(&mut stop) => break,
+            }
+            continue;
+        }
+        let batch = linger(&ctx, &lane, batch, &mut stop).await;
+        process(&ctx, &lane, batch, ticket, &mut rng).await;
+    }
+}
+
+/// Gives an unused admission back (and lets a waiting worker probe).
+fn cancel(lane: &Lane, ticket: Ticket) {
+    lock(&lane.shared.breaker).cancel(ticket);
+    if ticket.is_probe() {
+        lane.shared.breaker_changed.notify_waiters();
+    }
+}
+
+/// Leases; `None` if the store failed (already logged).
+async fn lease(ctx: &Context, pixel: &str, max: usize) -> Option<Vec<LeasedEvent>> {
+    match ctx.store.lease(pixel, max, ctx.lease_ms, unix_ms()).await {
+        Ok(batch) => Some(batch),
+        Err(error) => {
+            tracing::warn!(pixel, %error, "cannot lease events");
+            None
+        }
+    }
+}
+
+/// Tops a partial batch up until it is full or `linger` has passed. On
+/// shutdown it stops waiting and the batch is sent as it is.
+async fn linger(
+    ctx: &Context,
+    lane: &Lane,
+    mut batch: Vec<LeasedEvent>,
+    stop: &mut watch::Receiver<bool>,
+) -> Vec<LeasedEvent> {
+    if ctx.linger.is_zero() {
+        return batch;
+    }
+    let deadline = Instant::now() + ctx.linger;
+    while batch.len() < ctx.max_batch_size {
+        tokio::select! {
+            () = sleep_until(deadline) => {}
+            () = lane.shared.wake.notified() => {}
+            () = stopped(stop) => return batch,
+        }
+        let room = ctx.max_batch_size - batch.len();
+        if let Some(more) = lease(ctx, &lane.shared.pixel_id, room).await {
+            batch.extend(more);
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+    }
+    batch
+}
+
+/// Guards, groups by test code, sends and settles one leased batch.
+async fn process(
+    ctx: &Context,
+    lane: &Lane,
+    batch: Vec<LeasedEvent>,
+    ticket: Ticket,
+    rng: &mut StdRng,
+) {
+    let sendable = guard_age(ctx, lane, batch).await;
+
+    // One request per test_event_code: the code is a request parameter.
+    let mut groups: Vec<(Option<String>, Vec<LeasedEvent>)> = Vec::new();
+    for event in sendable {
+        let code = lane
+            .test_events
+            .resolve(event.test_event_code.as_deref())
+            .map(str::to_owned);
+        match groups.iter_mut().find(|(c, _)| *c == code) {
+            Some((_, events)) => events.push(event),
+            None => groups.push((code, vec![event])),
+        }
+    }
+    if groups.is_empty() {
+        cancel(lane, ticket);
+        return;
+    }
+
+    let mut groups = groups.into_iter();
+    while let Some((code, events)) = groups.next() {
+        let verdict = send_and_settle(ctx, lane, events, code, ticket, rng).await;
+        if !matches!(verdict, Verdict::Delivered | Verdict::Permanent) {
+            // The lane is paused or backing off: the other groups wait too,
+            // without counting an attempt.
+            let rest: Vec<LeasedEvent> = groups.by_ref().flat_map(|(_, events)| events).collect();
+            if !rest.is_empty() {
+                release(ctx, lane, &rest, unix_ms()).await;
+            }
+            break;
+        }
+    }
+}
+
+/// Dead-letters events Meta would refuse for their age (or that cannot be
+/// read); returns the others.
+async fn guard_age(ctx: &Context, lane: &Lane, batch: Vec<LeasedEvent>) -> Vec<LeasedEvent> {
+    let now_ms = unix_ms();
+    let now_secs = now_ms.div_euclid(1000);
+    let mut sendable = Vec::with_capacity(batch.len());
+    let mut too_old = Vec::new();
+    let mut malformed = Vec::new();
+    for event in batch {
+        match age::check_payload(&event.payload, now_secs, ctx.age_margin_secs) {
+            Ok(()) => sendable.push(event),
+            Err(age::AgeViolation::TooOld { .. }) => too_old.push(event),
+            Err(age::AgeViolation::Malformed) => malformed.push(event),
+        }
+    }
+    if !too_old.is_empty() {
+        let reason = DeadLetterReason {
+            code: age::EVENT_TOO_OLD.to_owned(),
+            message: "event_time was past meta's limit (7 days; 62 for physical_store) \
+                      at send time; not sent"
+                .to_owned(),
+            detail_json: None,
+        };
+        dead_letter(ctx, lane, &too_old, reason, now_ms).await;
+    }
+    if !malformed.is_empty() {
+        let reason = DeadLetterReason {
+            code: age::MALFORMED_PAYLOAD.to_owned(),
+            message: age::AgeViolation::Malformed.message(),
+            detail_json: None,
+        };
+        dead_letter(ctx, lane, &malformed, reason, now_ms).await;
+    }
+    sendable
+}
+
+/// The stored payloads as raw JSON. They were parsed by the age guard, so
+/// none fails here.
+fn raw_events(events: &[LeasedEvent]) -> Vec<&RawValue> {
+    events
+        .iter()
+        .filter_map(|event| serde_json::from_slice(&event.payload).ok())
+        .collect()
+}
+
+async fn send(
+    lane: &Lane,
+    events: &[LeasedEvent],
+    options: &BatchOptions,
+) -> Result<EventResponse, DeliveryError> {
+    let raw = raw_events(events);
+    let started = Instant::now();
+    let result = lane
+        .client
+        .send_raw(&lane.shared.pixel_id, &lane.credentials, &raw, options)
+        .await;
+    metrics::request(started.elapsed(), raw.len());
+    result
+}
+
+/// Sends one group, feeds the breaker, settles the events. Returns the verdict.
+async fn send_and_settle(
+    ctx: &Context,
+    lane: &Lane,
+    events: Vec<LeasedEvent>,
+    test_event_code: Option<String>,
+    ticket: Ticket,
+    rng: &mut StdRng,
+) -> Verdict {
+    let options = BatchOptions {
+        test_event_code,
+        ..BatchOptions::default()
+    };
+    let result = send(lane, &events, &options).await;
+    let verdict = ctx.policy.classify(&result);
+    record(lane, ticket, verdict, result.as_ref().err());
+
+    match result {
+        Ok(response) => {
+            if verdict == Verdict::Delivered {
+                delivered(ctx, lane, &events, &response).await;
+            } else {
+                // Only a custom policy could refuse a success; resend later.
+                let error = DeliveryError::InvalidBatch {
+                    reason: "success response refused by the retry policy",
+                };
+                retry_or_give_up(ctx, lane, events, &error, rng).await;
+            }
+        }
+        Err(error) => match verdict {
+            Verdict::Permanent => {
+                split_rejected(ctx, lane, events, error, &options, ticket, rng).await;
+            }
+            verdict => settle_failure(ctx, lane, events, verdict, &error, rng).await,
+        },
+    }
+    verdict
+}
+
+/// Feeds the breaker, updates the gauge and the status, and raises the
+/// alarms (once per outage).
+fn record(lane: &Lane, ticket: Ticket, verdict: Verdict, error: Option<&DeliveryError>) {
+    let now = Instant::now();
+    let pixel = &*lane.shared.pixel_id;
+    let (tripped, open) = {
+        let mut breaker = lock(&lane.shared.breaker);
+        let tripped = breaker.record(ticket, verdict, now);
+        (tripped, breaker.state().is_tripped())
+    };
+    metrics::breaker_open(pixel, open);
+    if ticket.is_probe() {
+        lane.shared.breaker_changed.notify_waiters();
+    }
+    let Some(error) = error else {
+        if verdict == Verdict::Delivered {
+            lock(&lane.shared.info).alerted = false;
+        }
+        return;
+    };
+    let code = error.code_label();
+    let first_alert = {
+        let mut info = lock(&lane.shared.info);
+        info.last_error_code = Some(code.clone());
+        info.last_error_ms = Some(unix_ms());
+        let first = tripped && !info.alerted;
+        if tripped && verdict == Verdict::FixCredentials {
+            info.alerted = true;
+        }
+        first
+    };
+    if !tripped {
+        return;
+    }
+    match verdict {
+        // Once per outage: the breaker re-trips after every failed probe.
+        Verdict::FixCredentials if first_alert => {
+            tracing::error!(
+                pixel,
+                code = %code,
+                "graph refused the pixel's credentials; lane paused until the token or its permissions are fixed"
+            );
+        }
+        Verdict::FixCredentials => {
+            tracing::debug!(pixel, code = %code, "credentials still refused; lane stays paused");
+        }
+        Verdict::RetryAfter(wait) if error.graph_code() == Some(codes::POLICY_BLOCK) => {
+            tracing::error!(
+                pixel,
+                code = %code,
+                pause_s = wait.as_secs(),
+                "graph blocked the app for policy reasons; lane paused"
+            );
+        }
+        Verdict::RetryAfter(wait) => {
+            tracing::warn!(pixel, code = %code, pause_s = wait.as_secs(), "graph throttled the lane; lane paused");
+        }
+        _ => {
+            tracing::warn!(pixel, code = %code, "repeated transient failures; lane paused");
+        }
+    }
+}
+
+async fn delivered(ctx: &Context, lane: &Lane, events: &[LeasedEvent], response: &EventResponse) {
+    let pixel = &*lane.shared.pixel_id;
+    if usize::try_from(response.events_received).ok() != Some(events.len()) {
+        tracing::warn!(
+            pixel,
+            sent = events.len(),
+            received = response.events_received,
+            "graph acknowledged a different number of events than were sent"
+        );
+    }
+    let now_ms = unix_ms();
+    if let Err(error) = ctx.store.ack(&ids(events), now_ms).await {
+        tracing::warn!(pixel, %error, "cannot acknowledge delivered events; they will be sent again");
+        return;
+    }
+    metrics::delivered(pixel, events.len());
+    let mut info = lock(&lane.shared.info);
+    info.delivered += events.len() as u64;
+    info.last_delivered_ms = Some(now_ms);
+    tracing::trace!(pixel, events = events.len(), "batch delivered");
+}
+
+/// Settles events after a non-permanent failure.
+async fn settle_failure(
+    ctx: &Context,
+    lane: &Lane,
+    events: Vec<LeasedEvent>,
+    verdict: Verdict,
+    error: &DeliveryError,
+    rng: &mut StdRng,
+) {
+    let pixel = &*lane.shared.pixel_id;
+    match verdict {
+        Verdict::RetryAfter(wait) => {
+            let due = unix_ms().saturating_add(millis(wait));
+            release(ctx, lane, &events, due).await;
+            metrics::retried(pixel, verdict.as_str(), events.len());
+        }
+        Verdict::FixCredentials => {
+            // Due at once; the open breaker keeps the lane from leasing them
+            // until a probe succeeds.
+            release(ctx, lane, &events, unix_ms()).await;
+            metrics::retried(pixel, verdict.as_str(), events.len());
+        }
+        _ => retry_or_give_up(ctx, lane, events, error, rng).await,
+    }
+}
+
+/// Schedules a transient retry with backoff, or dead-letters events that
+/// used up their attempts.
+async fn retry_or_give_up(
+    ctx: &Context,
+    lane: &Lane,
+    events: Vec<LeasedEvent>,
+    error: &DeliveryError,
+    rng: &mut StdRng,
+) {
+    let pixel = &*lane.shared.pixel_id;
+    let now_ms = unix_ms();
+    let (exhausted, retry): (Vec<_>, Vec<_>) = events
+        .into_iter()
+        .partition(|event| event.attempts.saturating_add(1) >= ctx.max_attempts);
+    if !exhausted.is_empty() {
+        let reason = DeadLetterReason {
+            code: "max_attempts".to_owned(),
+            message: clip(format!(
+                "gave up after {} attempts; last error: {error}",
+                ctx.max_attempts
+            )),
+            detail_json: Some(error.detail_json()),
+        };
+        dead_letter(ctx, lane, &exhausted, reason, now_ms).await;
+    }
+    if retry.is_empty() {
+        return;
+    }
+    let attempts = retry.iter().map(|e| e.attempts).max().unwrap_or(0);
+    let delay = ctx.backoff.delay(attempts, rng);
+    let due = now_ms.saturating_add(millis(delay));
+    let last_error = clip(format!("{}: {error}", error.code_label()));
+    match ctx.store.retry(&ids(&retry), due, &last_error).await {
+        Ok(_) => {
+            metrics::retried(pixel, Verdict::RetryNow.as_str(), retry.len());
+            lock(&lane.shared.info).backoff_until_ms = Some(due);
+        }
+        Err(store_error) => {
+            tracing::warn!(pixel, error = %store_error, "cannot schedule a retry; events return when their lease expires");
+        }
+    }
+}
+
+/// Bisects a batch Meta rejected as invalid.
+async fn split_rejected(
+    ctx: &Context,
+    lane: &Lane,
+    events: Vec<LeasedEvent>,
+    error: DeliveryError,
+    options: &BatchOptions,
+    ticket: Ticket,
+    rng: &mut StdRng,
+) {
+    let pixel = &*lane.shared.pixel_id;
+    if events.len() > 1 {
+        tracing::warn!(
+            pixel,
+            code = %error.code_label(),
+            events = events.len(),
+            "graph rejected the batch as invalid; splitting it to isolate the bad events"
+        );
+    }
+    // Driven here rather than through `split::bisect`: an async closure
+    // borrowing the lane would make this future not provably `Send`.
+    let mut bisection = split::Bisection::new(events, error.clone(), ctx.max_split_requests);
+    while let Some(piece) = bisection.next_piece() {
+        let result = send(lane, &piece, options).await;
+        let verdict = ctx.policy.classify(&result);
+        bisection.report(piece, verdict, result);
+    }
+    let outcome = bisection.finish();
+
+    if !outcome.delivered.is_empty() {
+        delivered(
+            ctx,
+            lane,
+            &outcome.delivered,
+            &EventResponse {
+                events_received: outcome.delivered.len() as u64,
+                ..EventResponse::default()
+            },
+        )
+        .await;
+    }
+
+    // One dead-letter call per error code: the detail of the first event
+    // stands for the group (they differ only in trace ids).
+    let now_ms = unix_ms();
+    let mut rejected = outcome.rejected;
+    while !rejected.is_empty() {
+        let code = rejected[0].1.code_label();
+        let (same, rest): (Vec<_>, Vec<_>) = rejected
+            .into_iter()
+            .partition(|(_, error)| error.code_label() == code);
+        rejected = rest;
+        let first_error = &same[0].1;
+        let reason = DeadLetterReason {
+            code: code.clone(),
+            message: clip(format!("graph rejected the event: {first_error}")),
+            detail_json: Some(first_error.detail_json()),
+        };
+        let events: Vec<LeasedEvent> = same.into_iter().map(|(event, _)| event).collect();
+        tracing::warn!(pixel, code = %code, events = events.len(), "events rejected by graph moved to the dead-letter queue");
+        dead_letter(ctx, lane, &events, reason, now_ms).await;
+    }
+
+    if outcome.unresolved.is_empty() {
+        return;
+    }
+    match outcome.interrupted {
+        Some((verdict, interruption)) => {
+            record(lane, ticket, verdict, Some(&interruption));
+            settle_failure(ctx, lane, outcome.unresolved, verdict, &interruption, rng).await;
+        }
+        None => {
+            // Out of split budget: try the rest again later, counting an attempt.
+            metrics::retried(pixel, "split_budget", outcome.unresolved.len());
+            retry_or_give_up(ctx, lane, outcome.unresolved, &error, rng).await;
+        }
+    }
+}
+
+async fn release(ctx: &Context, lane: &Lane, events: &[LeasedEvent], due_at_ms: i64) {
+    let pixel = &*lane.shared.pixel_id;
+    match ctx.store.release(&ids(events), due_at_ms).await {
+        Ok(_) => {
+            let mut info = lock(&lane.shared.info);
+            if due_at_ms > unix_ms() {
+                info.backoff_until_ms = Some(due_at_ms);
+            }
+        }
+        Err(error) => {
+            tracing::warn!(pixel, %error, "cannot release events; they return when their lease expires");
+        }
+    }
+}
+
+async fn dead_letter(
+    ctx: &Context,
+    lane: &Lane,
+    events: &[LeasedEvent],
+    reason: DeadLetterReason,
+    now_ms: i64,
+) {
+    let pixel = &*lane.shared.pixel_id;
+    let code = reason.code.clone();
+    match ctx.store.dead_letter(&ids(events), reason, now_ms).await {
+        Ok(moved) => {
+            metrics::dead_lettered(pixel, &code, moved.len());
+            lock(&lane.shared.info).dead_lettered += moved.len() as u64;
+        }
+        Err(error) => {
+            tracing::warn!(pixel, %error, code = %code, "cannot dead-letter events; they return when their lease expires");
+        }
+    }
+}
