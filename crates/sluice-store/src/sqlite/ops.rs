@@ -19,6 +19,26 @@ use crate::{
 /// verbose upstream error cannot bloat every row of a large retry backlog.
 const MAX_LAST_ERROR_BYTES: usize = 2048;
 
+/// The due events of one pixel, oldest due first: a range of `queue_by_pixel_due`.
+pub(crate) const LEASE_SELECT_SQL: &str =
+    "SELECT id, pixel_id, event_name, event_id, event_time, source, payload,
+                    attempts, last_error, test_event_code, enqueued_ms
+             FROM queue
+             WHERE pixel_id = ?1 AND due_ms <= ?2
+             ORDER BY due_ms, id
+             LIMIT ?3";
+
+/// One dedup key: a primary-key lookup.
+pub(crate) const LEDGER_LOOKUP_SQL: &str = "SELECT first_seen_ms, first_source FROM dedup_ledger
+             WHERE pixel_id = ?1 AND event_name = ?2 AND event_id = ?3";
+
+/// One bounded batch of expired ledger entries, found through `dedup_ledger_by_first_seen`.
+pub(crate) const PURGE_LEDGER_SQL: &str = "DELETE FROM dedup_ledger
+             WHERE (pixel_id, event_name, event_id) IN (
+                 SELECT pixel_id, event_name, event_id FROM dedup_ledger
+                 WHERE first_seen_ms <= ?1
+                 LIMIT ?2)";
+
 /// Per-pixel counter changes made by one operation, written to
 /// `pixel_counters` before the operation's savepoint is released.
 #[derive(Debug, Default)]
@@ -86,12 +106,7 @@ pub(crate) fn enqueue(
     now_ms: i64,
     dedup_window_ms: i64,
 ) -> Result<Vec<EnqueueOutcome>, StoreError> {
-    let mut lookup = conn
-        .prepare_cached(
-            "SELECT first_seen_ms, first_source FROM dedup_ledger
-             WHERE pixel_id = ?1 AND event_name = ?2 AND event_id = ?3",
-        )
-        .map_err(sql_error)?;
+    let mut lookup = conn.prepare_cached(LEDGER_LOOKUP_SQL).map_err(sql_error)?;
     let mut mark_duplicate = conn
         .prepare_cached(
             "UPDATE dedup_ledger
@@ -210,16 +225,7 @@ pub(crate) fn lease(
 ) -> Result<Vec<LeasedEvent>, StoreError> {
     let limit = i64::try_from(max_events).unwrap_or(i64::MAX);
     let leased_until_ms = now_ms.saturating_add(lease_ms);
-    let mut select = conn
-        .prepare_cached(
-            "SELECT id, pixel_id, event_name, event_id, event_time, source, payload,
-                    attempts, last_error, test_event_code, enqueued_ms
-             FROM queue
-             WHERE pixel_id = ?1 AND due_ms <= ?2
-             ORDER BY due_ms, id
-             LIMIT ?3",
-        )
-        .map_err(sql_error)?;
+    let mut select = conn.prepare_cached(LEASE_SELECT_SQL).map_err(sql_error)?;
     let events = select
         .query_map(params![pixel_id, now_ms, limit], |row| {
             Ok(LeasedEvent {
@@ -456,15 +462,7 @@ pub(crate) fn purge_ledger_batch(
     limit: usize,
 ) -> Result<u64, StoreError> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut delete = conn
-        .prepare_cached(
-            "DELETE FROM dedup_ledger
-             WHERE (pixel_id, event_name, event_id) IN (
-                 SELECT pixel_id, event_name, event_id FROM dedup_ledger
-                 WHERE first_seen_ms <= ?1
-                 LIMIT ?2)",
-        )
-        .map_err(sql_error)?;
+    let mut delete = conn.prepare_cached(PURGE_LEDGER_SQL).map_err(sql_error)?;
     Ok(delete
         .execute(params![cutoff_ms, limit])
         .map_err(sql_error)? as u64)

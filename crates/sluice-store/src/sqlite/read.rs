@@ -23,6 +23,32 @@ use crate::{
     SourceSet, StoreError, StoreStats,
 };
 
+/// Pixels with a due event: one index seek per pixel.
+pub(crate) const DUE_PIXELS_SQL: &str = "SELECT p.pixel_id FROM pixel_counters AS p
+             WHERE p.queued > 0
+               AND EXISTS (SELECT 1 FROM queue AS q
+                           WHERE q.pixel_id = p.pixel_id AND q.due_ms <= ?1)
+             ORDER BY p.pixel_id";
+
+/// Counters and oldest due instant per pixel: one index seek per pixel.
+pub(crate) const PIXEL_COUNTERS_SQL: &str =
+    "SELECT p.pixel_id, p.queued, p.dead_letters, p.delivered_total,
+                        p.duplicates_total, p.last_delivered_ms,
+                        (SELECT q.due_ms FROM queue AS q WHERE q.pixel_id = p.pixel_id
+                         ORDER BY q.due_ms LIMIT 1)
+                 FROM pixel_counters AS p
+                 ORDER BY p.pixel_id";
+
+/// Unexpired leases per pixel, from the partial index of leased rows.
+pub(crate) const LEASED_BY_PIXEL_SQL: &str =
+    "SELECT pixel_id, COUNT(*) FROM queue INDEXED BY queue_by_lease
+             WHERE leased_until_ms > ?1 GROUP BY pixel_id";
+
+/// Held events per pixel, from the partial index of held rows.
+pub(crate) const HELD_BY_PIXEL_SQL: &str =
+    "SELECT pixel_id, COUNT(*) FROM queue INDEXED BY queue_by_hold
+             WHERE hold_until_ms > ?1 GROUP BY pixel_id";
+
 /// A lazily grown set of read connections to one database file.
 pub(crate) struct ReadPool {
     path: PathBuf,
@@ -89,15 +115,7 @@ impl ReadPool {
 
 /// See [`Store::due_pixels`](crate::Store::due_pixels).
 pub(crate) fn due_pixels(conn: &mut Connection, now_ms: i64) -> Result<Vec<String>, StoreError> {
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT p.pixel_id FROM pixel_counters AS p
-             WHERE p.queued > 0
-               AND EXISTS (SELECT 1 FROM queue AS q
-                           WHERE q.pixel_id = p.pixel_id AND q.due_ms <= ?1)
-             ORDER BY p.pixel_id",
-        )
-        .map_err(sql_error)?;
+    let mut stmt = conn.prepare_cached(DUE_PIXELS_SQL).map_err(sql_error)?;
     stmt.query_map([now_ms], |row| row.get(0))
         .map_err(sql_error)?
         .collect::<Result<Vec<String>, _>>()
@@ -109,15 +127,7 @@ pub(crate) fn due_pixels(conn: &mut Connection, now_ms: i64) -> Result<Vec<Strin
 pub(crate) fn stats(conn: &mut Connection, now_ms: i64) -> Result<StoreStats, StoreError> {
     let tx = conn.transaction().map_err(sql_error)?;
     let mut per_pixel: Vec<PixelStats> = {
-        let mut stmt = tx
-            .prepare_cached(
-                "SELECT p.pixel_id, p.queued, p.dead_letters, p.delivered_total,
-                        p.duplicates_total, p.last_delivered_ms,
-                        (SELECT MIN(q.due_ms) FROM queue AS q WHERE q.pixel_id = p.pixel_id)
-                 FROM pixel_counters AS p
-                 ORDER BY p.pixel_id",
-            )
-            .map_err(sql_error)?;
+        let mut stmt = tx.prepare_cached(PIXEL_COUNTERS_SQL).map_err(sql_error)?;
         stmt.query_map([], |row| {
             Ok(PixelStats {
                 pixel_id: row.get(0)?,
@@ -137,18 +147,10 @@ pub(crate) fn stats(conn: &mut Connection, now_ms: i64) -> Result<StoreStats, St
     };
 
     // Both counts walk a partial index that holds only leased / held rows.
-    for (sql, is_leased) in [
-        (
-            "SELECT pixel_id, COUNT(*) FROM queue
-             WHERE leased_until_ms > ?1 GROUP BY pixel_id",
-            true,
-        ),
-        (
-            "SELECT pixel_id, COUNT(*) FROM queue
-             WHERE hold_until_ms > ?1 GROUP BY pixel_id",
-            false,
-        ),
-    ] {
+    // `INDEXED BY` pins that plan: left to itself the planner prefers to
+    // scan `queue_by_pixel_due` to save the GROUP BY sort, which reads the
+    // whole backlog (measured: 480 ms per call at 100k queued events).
+    for (sql, is_leased) in [(LEASED_BY_PIXEL_SQL, true), (HELD_BY_PIXEL_SQL, false)] {
         let mut stmt = tx.prepare_cached(sql).map_err(sql_error)?;
         let rows = stmt
             .query_map([now_ms], |row| {

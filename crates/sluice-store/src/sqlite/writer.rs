@@ -253,14 +253,14 @@ where
     T: Send + 'static,
     F: FnOnce(&Connection) -> Result<T, StoreError>,
 {
-    if let Err(e) = conn.execute_batch("SAVEPOINT command") {
+    if let Err(e) = execute_cached(conn, "SAVEPOINT command") {
         let error = sql_error(e);
         let _ = reply.send(Err(error.clone()));
         return Applied::TransactionLost(error);
     }
     match op(conn) {
         Ok(value) => {
-            if let Err(e) = conn.execute_batch("RELEASE command") {
+            if let Err(e) = execute_cached(conn, "RELEASE command") {
                 let error = sql_error(e);
                 let _ = reply.send(Err(error.clone()));
                 return Applied::TransactionLost(error);
@@ -286,6 +286,12 @@ where
             }
         }
     }
+}
+
+/// Runs a parameterless statement through the statement cache: the
+/// savepoint pair runs for every command, so it should not be re-parsed.
+fn execute_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
 /// The writer thread's body. Returns when every sender is gone or a
