@@ -5,20 +5,32 @@
 
 use libfuzzer_sys::fuzz_target;
 use sluice_normalize::{
-    CountryCode, FieldHash, Normalized, NormalizeOptions, PiiField, hash_field, normalize_currency,
+    CountryCode, FieldHash, NormalizeOptions, Normalized, PiiField, hash_field, normalize_currency,
     normalize_into,
 };
 
-const REGIONS: [Option<&str>; 6] = [None, Some("us"), Some("de"), Some("gb"), Some("it"), Some("jp")];
+const REGIONS: [Option<&str>; 6] = [
+    None,
+    Some("us"),
+    Some("de"),
+    Some("gb"),
+    Some("it"),
+    Some("jp"),
+];
 
 fn lower_hex(s: &str, len: usize) -> bool {
     s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 fuzz_target!(|data: &[u8]| {
-    let [selector, region_byte, rest @ ..] = data else { return };
-    let Ok(input) = std::str::from_utf8(rest) else { return };
-    let region = REGIONS[usize::from(*region_byte) % REGIONS.len()].and_then(CountryCode::from_alpha2);
+    let [selector, region_byte, rest @ ..] = data else {
+        return;
+    };
+    let Ok(input) = std::str::from_utf8(rest) else {
+        return;
+    };
+    let region =
+        REGIONS[usize::from(*region_byte) % REGIONS.len()].and_then(CountryCode::from_alpha2);
     let opts = NormalizeOptions::new(2026).with_default_region(region);
 
     let _ = normalize_currency(input);
@@ -42,7 +54,10 @@ fuzz_target!(|data: &[u8]| {
         if field != PiiField::Phone && !digest_like {
             let t = t.to_owned();
             let mut again = String::new();
-            assert_eq!(normalize_into(field, &t, &opts, &mut again), Ok(Normalized::Text(t.as_str())));
+            assert_eq!(
+                normalize_into(field, &t, &opts, &mut again),
+                Ok(Normalized::Text(t.as_str()))
+            );
         }
     }
 });

@@ -30,7 +30,7 @@ pub(crate) fn trim(s: &str) -> &str {
 ///
 /// Filtering happens *before* lower-casing (the param builder's order), which only
 /// matters for the context-sensitive final sigma: in `ΟΔΟΣ-Α` the `Σ` is not final once
-/// the dash is gone.
+/// the dash is gone. The characters lower-casing produces are filtered too.
 pub(crate) fn filter_lower(input: &str, keep: impl Fn(char) -> bool, out: &mut String) {
     out.clear();
     let mut has_sigma = false;
@@ -41,7 +41,11 @@ pub(crate) fn filter_lower(input: &str, keep: impl Fn(char) -> bool, out: &mut S
             has_sigma = true;
             out.push(c);
         } else {
-            out.extend(c.to_lowercase());
+            // `keep` also applies to what lower-casing produces: `İ` becomes `i` plus
+            // U+0307, and a filter that refuses combining marks (postal codes) must
+            // not let the mark in through the back door, or normalising twice would
+            // not give the same result.
+            out.extend(c.to_lowercase().filter(|&l| keep(l)));
         }
     }
     if has_sigma {

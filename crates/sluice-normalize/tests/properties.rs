@@ -26,7 +26,7 @@ fn input_for(field: PiiField) -> BoxedStrategy<String> {
         }
         PiiField::DateOfBirth => "[0-9]{1,4}[-/. ][0-9]{1,2}[-/. ][0-9]{1,4}|[0-9]{8}".boxed(),
         PiiField::Gender => "[ ]?(m|f|male|Female|WOMAN|boy|x|Mr)[ ]?".boxed(),
-        PiiField::Zip => "[A-Za-z0-9 -]{1,12}".boxed(),
+        PiiField::Zip => "[A-Za-z0-9 İßÅ-]{1,12}".boxed(),
         PiiField::Country | PiiField::State | PiiField::City => {
             "[A-Za-zÀ-ÿΑ-Ωα-ω .'-]{0,24}".boxed()
         }
