@@ -224,7 +224,8 @@ fn check_event_time(
     path: &str,
     out: &mut Vec<Problem>,
 ) {
-    let age = ctx.now - event.event_time;
+    // Saturating: `event_time` is untrusted and may be i64::MIN.
+    let age = ctx.now.saturating_sub(event.event_time);
     if event.event_time > 100_000_000_000 {
         out.push(Problem::error(
             "event_time_in_milliseconds",
@@ -238,11 +239,11 @@ fn check_event_time(
             path,
             format!("event_time is more than {days} days old; Meta rejects the whole request"),
         ));
-    } else if -age > ctx.max_future_skew_s {
+    } else if age < ctx.max_future_skew_s.saturating_neg() {
         out.push(Problem::error(
             "event_time_in_future",
             path,
-            format!("event_time is {} s in the future", -age),
+            format!("event_time is {} s in the future", age.saturating_neg()),
         ));
     }
 }
@@ -904,6 +905,25 @@ mod tests {
         v["event_time"] = json!(NOW * 1000);
         assert_eq!(
             codes_of(&v, ValidationContext::for_wire(NOW)),
+            vec!["event_time_in_milliseconds"]
+        );
+    }
+
+    #[test]
+    fn extreme_event_times_do_not_overflow() {
+        let mut v = good();
+        v["event_time"] = json!(i64::MIN);
+        assert_eq!(
+            codes_of(&v, ValidationContext::for_wire(NOW)),
+            vec!["event_time_too_old"]
+        );
+        v["event_time"] = json!(i64::MAX);
+        assert_eq!(
+            codes_of(&v, ValidationContext::for_wire(NOW)),
+            vec!["event_time_in_milliseconds"]
+        );
+        assert_eq!(
+            codes_of(&v, ValidationContext::for_wire(i64::MIN)),
             vec!["event_time_in_milliseconds"]
         );
     }
