@@ -363,6 +363,18 @@ pub fn server_error(
     Answer::error(status, error)
 }
 
+/// The answer when a request made the emulator panic (a bug): Graph's "unknown
+/// error", so the client sees a Graph error instead of a dropped connection.
+pub fn internal_error() -> Answer {
+    server_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        codes::UNKNOWN,
+        None,
+        Some("An unknown error occurred"),
+        false,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -78,10 +78,12 @@ pub use store::{EventFilter, EventKind, PixelStats, RecordedEvent, Stats};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::response::IntoResponse;
 use axum::routing::any;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::faults::FaultEngine;
 use crate::store::Store;
@@ -164,18 +166,29 @@ impl Emulator {
             .fallback(graph::unknown_path)
     }
 
+    /// Turns a panic inside a handler into a Graph error answer.
+    fn catch_panics(router: Router) -> Router {
+        router.layer(CatchPanicLayer::custom(
+            |_panic: Box<dyn std::any::Any + Send>| {
+                tracing::error!("emulator: a request caused a panic (bug); answered code 1");
+                answers::internal_error().into_response()
+            },
+        ))
+    }
+
     /// Only `/{version}/{pixel_id}/events`, for mounting where the inspection API
     /// must not be reachable.
     pub fn graph_router(&self) -> Router {
-        Router::new()
+        let router = Router::new()
             .route("/{version}/{pixel_id}/events", any(graph::events_endpoint))
             .layer(DefaultBodyLimit::max(self.inner.config.max_body_bytes))
-            .with_state(self.clone())
+            .with_state(self.clone());
+        Self::catch_panics(router)
     }
 
     /// Only the `/_emulator/...` routes.
     pub fn inspection_router(&self) -> Router {
-        inspect::router(self.clone())
+        Self::catch_panics(inspect::router(self.clone()))
     }
 
     /// Serves on `listener` until the returned handle is shut down or dropped.
@@ -231,5 +244,38 @@ impl Emulator {
     /// The fault script with each rule's counters.
     pub fn faults(&self) -> Vec<FaultRuleStatus> {
         self.inner.faults.status()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn a_panicking_handler_still_answers_a_graph_error() {
+        let router = Emulator::catch_panics(Router::new().route(
+            "/boom",
+            axum::routing::get(|| async {
+                let items: Vec<&str> = Vec::new();
+                // An out-of-bounds index: the kind of bug the layer is for.
+                #[allow(clippy::indexing_slicing)]
+                let first = items[0].to_owned();
+                first
+            }),
+        ));
+        let response = router
+            .oneshot(Request::get("/boom").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 500);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(value["error"]["code"], 1);
+        assert!(value["error"]["fbtrace_id"].is_string());
     }
 }
