@@ -20,6 +20,33 @@
 //!
 //! Nothing here logs an access token or an event payload; errors carry
 //! neither.
+//!
+//! # As a library
+//!
+//! ```no_run
+//! use sluice_core::{ActionSource, Secret, ServerEvent};
+//! use sluice_delivery::{
+//!     BatchOptions, ClientConfig, Credentials, GraphClient, MetaRetryPolicy, RetryPolicy, Verdict,
+//! };
+//!
+//! # async fn demo() -> Result<(), sluice_delivery::ClientBuildError> {
+//! let client = GraphClient::new(&ClientConfig::default())?;
+//! let credentials = Credentials::new(Secret::new("EAAB..."));
+//! let event = ServerEvent::builder("Purchase", 1_795_860_000, ActionSource::Website)
+//!     .event_id("order-7731")
+//!     .build();
+//! let result = client
+//!     .send_events("1234567890", &credentials, &[event], &BatchOptions::default())
+//!     .await;
+//! match MetaRetryPolicy::default().classify(&result) {
+//!     Verdict::Delivered => {}
+//!     Verdict::RetryNow | Verdict::RetryAfter(_) => { /* send the same events again later */ }
+//!     Verdict::FixCredentials => { /* alert: the token is bad */ }
+//!     Verdict::Permanent => { /* the payload is invalid: see sluice_delivery::split */ }
+//! }
+//! # Ok(())
+//! # }
+//! ```
 
 // `DeliveryError::Graph` carries Meta's whole error object by value: errors
 // here are the common case (throttling, retries), the object is logged and
