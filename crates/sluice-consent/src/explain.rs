@@ -287,13 +287,13 @@ fn write_explanation(
             "  checks ({how}; a denial, then an unreadable signal, wins over a grant):"
         )?;
         for c in &eval.checks {
-            writeln!(
-                t,
+            let line = format!(
                 "    {:<22} {:<8} {}",
                 c.check.to_string(),
                 c.state.as_str(),
                 c.details.join(" ")
-            )?;
+            );
+            writeln!(t, "{}", line.trim_end())?;
         }
         let mapping = match decision.consent {
             ConsentState::Granted => "consent granted -> outcome".to_owned(),

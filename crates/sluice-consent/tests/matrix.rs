@@ -216,7 +216,15 @@ fn rows() -> Vec<Row> {
 }
 
 /// (country, state, class, rule id, LDU state code)
-const REGIONS: [(Option<&str>, Option<&str>, usize, &str, i64); 13] = [
+type RegionCase = (
+    Option<&'static str>,
+    Option<&'static str>,
+    usize,
+    &'static str,
+    i64,
+);
+
+const REGIONS: [RegionCase; 13] = [
     (Some("DE"), None, OPT_IN, "eea-uk-ch-opt-in", 0),
     (Some("FR"), None, OPT_IN, "eea-uk-ch-opt-in", 0),
     (Some("NO"), None, OPT_IN, "eea-uk-ch-opt-in", 0),

@@ -34,10 +34,10 @@ impl BitWriter {
         const ALPHABET: &[u8; 64] =
             b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
         let mut bits = self.bits.clone();
-        while bits.len() % 8 != 0 {
+        while !bits.len().is_multiple_of(8) {
             bits.push(false);
         }
-        while bits.len() % 6 != 0 {
+        while !bits.len().is_multiple_of(6) {
             bits.push(false);
         }
         bits.chunks(6)
