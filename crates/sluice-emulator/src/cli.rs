@@ -69,14 +69,31 @@ FAULT INJECTION
     http_status     {status = 500|503|..., code?, subcode?, message?, transient?}
     token_expired   {token?}           400 code 190 subcode 463
     latency         {ms}               process, then answer late
-    timeout         {hold_ms?, process?}  hold the request, then close without
-                                       an answer (process = true: record the
-                                       events first, so a retry is a duplicate)
+    timeout         {hold_ms?, process?}  hold the request (default: max_hold_ms),
+                                       then close without an answer (process =
+                                       true: record the events first, so a
+                                       retry is a duplicate)
     drop_connection {process?}         close the socket without an answer
     random_failure  {fraction, seed, status?, code?}   reproducible from the seed
     raw             {status, body, content_type?}      a non-Graph answer
 
-  Example config file (TOML; a .json file with the same keys works too):
+  Rules can also be replaced while the emulator runs (JSON; counters restart):
+    curl -X POST localhost:4100/_emulator/faults \\
+      -d '{\"faults\": [{\"times\": 1, \"fault\": {\"kind\": \"drop_connection\"}}]}'
+
+CONFIG FILE (--config; TOML, or JSON when the name ends in .json)
+  tokens = [..]                  accepted tokens (absent: any non-empty token)
+  pixels = [..]                  existing pixels (absent: every pixel exists)
+  app_secret = \"..\"              check appsecret_proof when one is sent
+  require_appsecret_proof = false  also refuse requests without a proof
+  max_stored_events = 1000000    events kept for the inspection API
+  max_body_bytes = 33554432      larger bodies get 413
+  max_future_skew_s = 60         how far in the future event_time may be
+  dedup_window_s = 172800        deduplication window (48 h)
+  max_hold_ms = 120000           upper bound (and default) of the timeout fault
+  [[faults]] ...                 the fault script, see above
+
+  Example:
     tokens = [\"sandbox-token\"]
     pixels = [\"1234567890\"]
     max_stored_events = 100000
@@ -87,10 +104,6 @@ FAULT INJECTION
     [[faults]]
     pixel = \"1234567890\"
     fault = { kind = \"random_failure\", fraction = 0.1, seed = 7, status = 503 }
-
-  The same rules as JSON, live:
-    curl -X POST localhost:4100/_emulator/faults \\
-      -d '{\"faults\": [{\"times\": 1, \"fault\": {\"kind\": \"drop_connection\"}}]}'
 ";
 
 /// Run a local emulator of Meta's Conversions API endpoint (no real token needed).
@@ -240,6 +253,21 @@ mod tests {
         ] {
             assert!(help.contains(needle), "help lacks {needle}:\n{help}");
         }
+    }
+
+    #[test]
+    fn the_example_in_the_help_is_a_valid_config() {
+        let example: String = EMULATE_LONG_HELP
+            .split("  Example:\n")
+            .nth(1)
+            .unwrap()
+            .lines()
+            .map_while(|l| l.strip_prefix("    "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let config = EmulatorConfig::from_toml_str(&example).unwrap();
+        assert_eq!(config.faults.len(), 2);
+        assert_eq!(config.max_stored_events, 100_000);
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! socket ([`Emulator::spawn`] / [`Emulator::bind`], port 0 in tests), or from the
 //! command line (`sluice emulate`, see [`cli`]). Recorded events and counters are
 //! readable directly ([`Emulator::events`], [`Emulator::stats`]) or over HTTP
-//! (the inspection API, see [`inspect`](crate#inspection-api)).
+//! (the inspection API, see [`inspect`]).
 //!
 //! # Checks and answers
 //!
