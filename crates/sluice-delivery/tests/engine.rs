@@ -165,8 +165,10 @@ impl Harness {
             pixels,
             client: ClientConfig {
                 base_url: self.emulator.base_url(),
-                request_timeout: Duration::from_millis(500),
-                connect_timeout: Duration::from_millis(500),
+                // Generous: a slow shared machine must not turn a normal
+                // answer into a timeout (and an extra request).
+                request_timeout: Duration::from_secs(2),
+                connect_timeout: Duration::from_secs(2),
                 ..ClientConfig::default()
             },
             max_batch_size: 10,
@@ -253,11 +255,14 @@ async fn delivers_a_backlog_in_batches_with_appsecret_proof() {
             .unwrap()
             .starts_with("sluice_")
     );
-    let lane = engine.status().lane(PIXEL).unwrap();
+    // Stopping first: join() returns once every batch is settled and
+    // recorded, so the status below is final.
+    let status = engine.status();
+    stop(engine, tx).await;
+    let lane = status.lane(PIXEL).unwrap();
     assert_eq!(lane.delivered, 25);
     assert_eq!(lane.breaker, "closed");
     assert!(lane.last_error_code.is_none());
-    stop(engine, tx).await;
 }
 
 #[tokio::test]
@@ -271,7 +276,7 @@ async fn retries_server_errors_throttling_timeouts_and_drops_until_delivered() {
         json!({"kind": "rate_limit", "code": 4}),
         json!({"kind": "rate_limit", "code": 80004, "regain_minutes": 0}),
         json!({"kind": "drop_connection"}),
-        json!({"kind": "timeout", "hold_ms": 2000}),
+        json!({"kind": "timeout", "hold_ms": 5000}),
         json!({"kind": "rate_limit", "code": 613}),
     ]
     .into_iter()
@@ -298,6 +303,8 @@ async fn retries_server_errors_throttling_timeouts_and_drops_until_delivered() {
     .await;
     let mut config = h.config(vec![h.pixel()]);
     config.concurrency_per_pixel = 1;
+    // Shorter than the timeout fault's hold, so that fault is a client timeout.
+    config.client.request_timeout = Duration::from_millis(300);
     let (engine, tx) = start(h.store.clone(), config);
     eventually("delivered after the faults", || async {
         h.queued().await == 0
@@ -312,10 +319,13 @@ async fn retries_server_errors_throttling_timeouts_and_drops_until_delivered() {
         "{faults:?}"
     );
     assert!(h.requests(PIXEL) > script.len() as u64);
-    let lane = engine.status().lane(PIXEL).unwrap();
+    // Stopping first: join() returns once every batch is settled and
+    // recorded, so the status below is final.
+    let status = engine.status();
+    stop(engine, tx).await;
+    let lane = status.lane(PIXEL).unwrap();
     assert_eq!(lane.delivered, 5);
     assert!(lane.last_error_code.is_some());
-    stop(engine, tx).await;
 }
 
 #[tokio::test]
@@ -346,13 +356,16 @@ async fn a_bad_event_is_split_out_to_the_dlq_and_the_rest_delivered() {
     let detail: Value = serde_json::from_str(dlq[0].detail_json.as_deref().unwrap()).unwrap();
     assert_eq!(detail["error"]["code"], 100);
     assert_eq!(detail["error"]["error_subcode"], 2_804_016);
-    let lane = engine.status().lane(PIXEL).unwrap();
+    // Stopping first: join() returns once every batch is settled and
+    // recorded, so the status below is final.
+    let status = engine.status();
+    stop(engine, tx).await;
+    let lane = status.lane(PIXEL).unwrap();
     assert_eq!((lane.delivered, lane.dead_lettered), (9, 1));
     assert_eq!(
         lane.breaker, "closed",
         "a payload error does not pause the lane"
     );
-    stop(engine, tx).await;
 }
 
 #[tokio::test]
@@ -422,11 +435,14 @@ async fn an_expired_token_pauses_then_a_half_open_probe_resumes() {
     })
     .await;
     assert_eq!(h.delivered_ids(PIXEL), ids(0..5));
-    let lane = engine.status().lane(PIXEL).unwrap();
+    // Stopping first: join() returns once every batch is settled and
+    // recorded, so the status below is final.
+    let status = engine.status();
+    stop(engine, tx).await;
+    let lane = status.lane(PIXEL).unwrap();
     assert_eq!(lane.last_error_code.as_deref(), Some("190/463"));
     assert_eq!(lane.breaker, "closed");
     assert!(!lane.needs_attention());
-    stop(engine, tx).await;
 }
 
 #[tokio::test]

@@ -132,7 +132,7 @@ async fn metrics_and_logs_report_outcomes_without_secrets() {
         ],
         client: ClientConfig {
             base_url: running.base_url(),
-            request_timeout: Duration::from_millis(500),
+            request_timeout: Duration::from_secs(2),
             ..ClientConfig::default()
         },
         linger: Duration::from_millis(50),
