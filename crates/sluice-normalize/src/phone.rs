@@ -40,6 +40,7 @@ use crate::location::CountryCode;
 use crate::text::{is_space, trim};
 use phonenumber::country::Id;
 use phonenumber::metadata::DATABASE;
+use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 use std::fmt::Write as _;
 use std::str::FromStr;
 use std::sync::LazyLock;
@@ -176,14 +177,15 @@ fn scan(value: &str) -> Result<Scanned, NormalizeError> {
 }
 
 /// What the fast path needs to know about one calling code.
-#[derive(Clone, Default)]
 struct CodeInfo {
     /// Bit `n` set when a national number of `n` digits is possible.
     lengths: u32,
-    /// No region of this code has a national-prefix-for-parsing rule.
-    simple: bool,
     /// National (trunk) prefixes of the regions sharing this code.
     prefixes: Vec<&'static str>,
+    /// Sources of the regions' national-prefix-for-parsing rules.
+    rule_sources: Vec<&'static str>,
+    /// Those rules, anchored, as one set (one pass over the digits for all of them).
+    rules: RuleSet,
 }
 
 impl CodeInfo {
@@ -193,12 +195,12 @@ impl CodeInfo {
 }
 
 /// What the national path needs to know about one region.
-#[derive(Clone, Copy)]
 struct RegionInfo {
     id: Id,
     cc: u16,
     national_prefix: Option<&'static str>,
-    simple: bool,
+    /// The region's national-prefix-for-parsing rule, anchored at the start.
+    rule: Option<Rule>,
 }
 
 struct Tables {
@@ -210,9 +212,51 @@ struct Tables {
 
 static TABLES: LazyLock<Tables> = LazyLock::new(build_tables);
 
+/// Our own compiled copy of a metadata national-prefix-for-parsing rule, anchored:
+/// `phonenumber` applies these only when they match at the start, and its own regex
+/// cache takes a global lock (and recompiles on eviction) on every use, so the fast
+/// path must not touch it. `None` (a rule that did not compile; never seen) counts as
+/// always applying, which sends every number of that region to the parser.
+#[derive(Clone)]
+struct Rule(Option<Regex>);
+
+/// Several anchored rules matched in one pass; `None` (did not compile) or a
+/// non-empty set that matches counts as applying.
+struct RuleSet(Option<RegexSet>);
+
+impl RuleSet {
+    fn new(sources: &[&str]) -> RuleSet {
+        RuleSet(
+            RegexSetBuilder::new(sources.iter().map(|s| format!("^(?:{s})")))
+                .ignore_whitespace(true)
+                .build()
+                .ok(),
+        )
+    }
+
+    fn applies(&self, digits: &str) -> bool {
+        self.0.as_ref().is_none_or(|set| set.is_match(digits))
+    }
+}
+
+impl Rule {
+    fn new(source: &str) -> Rule {
+        Rule(
+            RegexBuilder::new(&format!("^(?:{source})"))
+                .ignore_whitespace(true)
+                .build()
+                .ok(),
+        )
+    }
+
+    fn applies(&self, digits: &str) -> bool {
+        self.0.as_ref().is_none_or(|r| r.is_match(digits))
+    }
+}
+
 fn build_tables() -> Tables {
-    let mut codes: Vec<Option<CodeInfo>> = vec![None; 1000];
-    let mut regions: Vec<Option<RegionInfo>> = vec![None; 26 * 26];
+    let mut codes: Vec<Option<CodeInfo>> = (0..1000).map(|_| None).collect();
+    let mut regions: Vec<Option<RegionInfo>> = (0..26 * 26).map(|_| None).collect();
     let db: &'static phonenumber::metadata::Database = &DATABASE;
     for meta in db.iter() {
         let cc = meta.country_code();
@@ -235,15 +279,21 @@ fn build_tables() -> Tables {
                 }
             }
         }
-        let simple = meta.national_prefix_for_parsing().is_none();
+        let rule = meta
+            .national_prefix_for_parsing()
+            .map(|r| Rule::new(r.as_str()));
         let prefix = meta.national_prefix().filter(|p| !p.is_empty());
         if let Some(slot) = codes.get_mut(usize::from(cc)) {
             let info = slot.get_or_insert_with(|| CodeInfo {
-                simple: true,
-                ..CodeInfo::default()
+                lengths: 0,
+                prefixes: Vec::new(),
+                rule_sources: Vec::new(),
+                rules: RuleSet(None),
             });
             info.lengths |= lengths;
-            info.simple &= simple;
+            if let Some(r) = meta.national_prefix_for_parsing() {
+                info.rule_sources.push(r.as_str());
+            }
             if let Some(p) = prefix
                 && !info.prefixes.contains(&p)
             {
@@ -259,10 +309,13 @@ fn build_tables() -> Tables {
                     id,
                     cc,
                     national_prefix: prefix,
-                    simple,
+                    rule,
                 });
             }
         }
+    }
+    for info in codes.iter_mut().flatten() {
+        info.rules = RuleSet::new(&info.rule_sources);
     }
     Tables { codes, regions }
 }
@@ -271,10 +324,14 @@ fn code_info(cc: u16) -> Option<&'static CodeInfo> {
     TABLES.codes.get(usize::from(cc)).and_then(Option::as_ref)
 }
 
-fn region_info(country: CountryCode) -> Option<RegionInfo> {
+fn region_info(country: CountryCode) -> Option<&'static RegionInfo> {
     let [a, b] = country.upper();
     let index = usize::from(a.checked_sub(b'A')?) * 26 + usize::from(b.checked_sub(b'A')?);
-    TABLES.regions.get(index).copied().flatten()
+    TABLES.regions.get(index).and_then(Option::as_ref)
+}
+
+fn ascii(digits: &[u8]) -> &str {
+    std::str::from_utf8(digits).unwrap_or("")
 }
 
 /// Calling codes are a prefix code: at most one of the first 1, 2, 3 digits matches.
@@ -345,32 +402,68 @@ fn from_parsed(number: &phonenumber::PhoneNumber) -> Result<E164, NormalizeError
     })
 }
 
+/// The fast path for `digits` that start with a calling code: `None` when the parser
+/// is needed (a trunk prefix to strip, a parsing rule that applies).
+fn international_fast(digits: &[u8]) -> Option<Result<E164, NormalizeError>> {
+    let Some((cc, national)) = split_calling_code(digits) else {
+        return Some(Err(NormalizeError::InvalidPhone));
+    };
+    let info = code_info(cc)?;
+    let text = ascii(national);
+    if info
+        .prefixes
+        .iter()
+        .any(|p| national.starts_with(p.as_bytes()))
+        || info.rules.applies(text)
+    {
+        return None;
+    }
+    // The parser would not change anything here; only the length decides.
+    Some(if info.possible(national.len()) {
+        Digits::from_slice(national).map(|national| E164 { cc, national })
+    } else {
+        Err(NormalizeError::InvalidPhone)
+    })
+}
+
 /// `digits` start with a calling code (the `+`/IDD already removed).
 fn international(digits: &[u8]) -> Result<E164, NormalizeError> {
-    let (cc, national) = split_calling_code(digits).ok_or(NormalizeError::InvalidPhone)?;
-    let info = code_info(cc).ok_or(NormalizeError::InvalidPhone)?;
-    let plain = info.simple
-        && national.first().is_some_and(|&b| b != b'0')
-        && !info
-            .prefixes
-            .iter()
-            .any(|p| national.starts_with(p.as_bytes()));
-    if plain {
-        // The parser would not change anything here; only the length decides.
-        return if info.possible(national.len()) {
-            Ok(E164 {
-                cc,
-                national: Digits::from_slice(national)?,
-            })
-        } else {
-            Err(NormalizeError::InvalidPhone)
-        };
+    international_fast(digits).unwrap_or_else(|| from_parsed(&parse_slow(None, digits, true)?))
+}
+
+/// The fast path for a national number of `region`: `None` when the parser is needed.
+fn national_fast(region: &RegionInfo, digits: &[u8]) -> Option<Result<E164, NormalizeError>> {
+    if region
+        .rule
+        .as_ref()
+        .is_some_and(|r| r.applies(ascii(digits)))
+    {
+        return None;
     }
-    from_parsed(&parse_slow(None, digits, true)?)
+    // No parsing rule applies: the parser strips the trunk prefix (we leave doubled
+    // prefixes to it) and adds the region's calling code.
+    let nsn = match region.national_prefix {
+        Some(p) => {
+            let nsn = digits.strip_prefix(p.as_bytes()).unwrap_or(digits);
+            if nsn.starts_with(p.as_bytes()) {
+                return None;
+            }
+            nsn
+        }
+        None => digits,
+    };
+    let info = code_info(region.cc)?;
+    if !info.possible(nsn.len()) {
+        return None;
+    }
+    Some(Digits::from_slice(nsn).map(|national| E164 {
+        cc: region.cc,
+        national,
+    }))
 }
 
 /// `digits` are in the national format of `region` (or already carry its code).
-fn national(region: RegionInfo, digits: &[u8]) -> Result<E164, NormalizeError> {
+fn national(region: &RegionInfo, digits: &[u8]) -> Result<E164, NormalizeError> {
     let mut cc_text = [0u8; 5];
     let cc_len = {
         let mut n = region.cc;
@@ -390,21 +483,8 @@ fn national(region: RegionInfo, digits: &[u8]) -> Result<E164, NormalizeError> {
     {
         return Ok(e);
     }
-    if region.simple {
-        let nsn = match region.national_prefix {
-            Some(p) => digits.strip_prefix(p.as_bytes()).unwrap_or(digits),
-            None => digits,
-        };
-        let plain = nsn.first().is_some_and(|&b| b != b'0');
-        if plain {
-            let info = code_info(region.cc).ok_or(NormalizeError::InvalidPhone)?;
-            if info.possible(nsn.len()) {
-                return Ok(E164 {
-                    cc: region.cc,
-                    national: Digits::from_slice(nsn)?,
-                });
-            }
-        }
+    if let Some(Ok(e)) = national_fast(region, digits) {
+        return Ok(e);
     }
     parse_slow(Some(region.id), digits, false)
         .and_then(|n| from_parsed(&n))
@@ -622,40 +702,54 @@ mod tests {
         assert_eq!(ph("  ", None).as_deref(), Ok(""));
     }
 
-    /// The fast paths must agree with the parser wherever they apply.
+    fn render(r: Result<E164, NormalizeError>) -> Result<String, NormalizeError> {
+        r.map(|e| {
+            let mut out = String::new();
+            write_e164(&e, &mut out);
+            out
+        })
+    }
+
+    /// The fast paths must agree with the parser wherever they apply: checked on the
+    /// example numbers of every region in the metadata, international and national.
     #[test]
-    fn fast_path_agrees_with_parser() {
-        let samples = [
-            "+16505551212",
-            "+491711234567",
-            "+442079460958",
-            "+33612345678",
-            "+8801712345678",
-            "+61412345678",
-            "+81312345678",
-            "+5511912345678",
-            "+5215512345678",
-            "+79161234567",
-            "+390612345678",
-            "+353851234567",
-            "+4312345678",
-            "+41446681800",
-        ];
-        for s in samples {
-            let digits = &s.as_bytes()[1..];
-            let fast = international(digits).map(|e| {
-                let mut out = String::new();
-                write_e164(&e, &mut out);
-                out
-            });
-            let slow = parse_slow(None, digits, true)
-                .and_then(|n| from_parsed(&n))
-                .map(|e| {
-                    let mut out = String::new();
-                    write_e164(&e, &mut out);
-                    out
-                });
-            assert_eq!(fast, slow, "{s}");
+    fn fast_paths_agree_with_parser_on_metadata_examples() {
+        let (mut fast_intl, mut fast_nat, mut total) = (0, 0, 0);
+        for meta in DATABASE.iter() {
+            let d = meta.descriptors();
+            for desc in [d.fixed_line(), d.mobile(), d.voip(), d.personal_number()]
+                .into_iter()
+                .flatten()
+            {
+                let Some(example) = desc.example() else {
+                    continue;
+                };
+                total += 1;
+                let intl = format!("{}{example}", meta.country_code());
+                if let Some(fast) = international_fast(intl.as_bytes()) {
+                    fast_intl += 1;
+                    let slow =
+                        parse_slow(None, intl.as_bytes(), true).and_then(|n| from_parsed(&n));
+                    assert_eq!(render(fast), render(slow), "+{intl} ({})", meta.id());
+                }
+                let Some(region) = CountryCode::from_alpha2(meta.id()).and_then(region_info) else {
+                    continue;
+                };
+                let nat = format!("{}{example}", region.national_prefix.unwrap_or(""));
+                if let Some(fast) = national_fast(region, nat.as_bytes()) {
+                    fast_nat += 1;
+                    let slow = parse_slow(Some(region.id), nat.as_bytes(), false)
+                        .and_then(|n| from_parsed(&n));
+                    assert_eq!(render(fast), render(slow), "{nat} in {}", meta.id());
+                }
+            }
         }
+        eprintln!(
+            "{total} examples: {fast_intl} international and {fast_nat} national on the fast path"
+        );
+        assert!(
+            fast_intl * 2 > total && fast_nat * 2 > total,
+            "fast paths should cover most numbers"
+        );
     }
 }
