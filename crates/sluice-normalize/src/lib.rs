@@ -234,3 +234,71 @@ pub fn hash_to_wire(
 pub fn warm_up() {
     phone::warm_up();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: &str = "62a14e44f765419d10fea99367361a727c12365e2520f32218d505ed9aa0f62f";
+
+    #[test]
+    fn dispatch_order() {
+        let opts = NormalizeOptions::new(2026);
+        let mut out = String::new();
+        let long = "a".repeat(MAX_INPUT_BYTES + 1);
+        assert_eq!(
+            normalize_into(PiiField::FirstName, &long, &opts, &mut out),
+            Err(NormalizeError::TooLong)
+        );
+        let padded = format!(" {long} ");
+        assert_eq!(
+            normalize_into(
+                PiiField::FirstName,
+                &padded[..MAX_INPUT_BYTES + 1],
+                &opts,
+                &mut out
+            ),
+            Ok(Normalized::Text(&long[..MAX_INPUT_BYTES]))
+        );
+        let pb = format!("  {}.AQQCAQMC\n", H.to_uppercase());
+        assert_eq!(
+            normalize_into(PiiField::City, &pb, &opts, &mut out),
+            Ok(Normalized::Verbatim(pb.trim()))
+        );
+        assert!(matches!(
+            normalize_into(PiiField::Country, H, &opts, &mut out),
+            Ok(Normalized::Sha256(_))
+        ));
+        assert_eq!(
+            normalize_into(PiiField::Email, "\u{feff} ", &opts, &mut out),
+            Ok(Normalized::Empty)
+        );
+        assert_eq!(
+            normalize_into(PiiField::City, "1234", &opts, &mut out),
+            Ok(Normalized::Empty)
+        );
+    }
+
+    #[test]
+    fn wire_forms() {
+        let opts = NormalizeOptions::new(2026);
+        assert_eq!(
+            hash_to_wire(PiiField::Country, "United States", &opts)
+                .unwrap()
+                .as_deref(),
+            Some("79adb2a2fce5c6ba215fe5f27f532d4e7edbac4b6a5e09e1ef3a08084a904621")
+        );
+        assert_eq!(
+            hash_to_wire(PiiField::Email, &H.to_uppercase(), &opts)
+                .unwrap()
+                .as_deref(),
+            Some(H)
+        );
+        assert_eq!(hash_to_wire(PiiField::Zip, " ", &opts), Ok(None));
+        assert_eq!(
+            hash_to_wire(PiiField::Gender, "x", &opts),
+            Err(NormalizeError::InvalidGender)
+        );
+        warm_up();
+    }
+}

@@ -4,8 +4,8 @@
 Usage: python3 tools/gen_country_tables.py   (needs `pip install pycountry`)
 
 The lookup key of a country name is the name lower-cased with every character that is
-not alphabetic removed (the same rule as `location::country_key` in Rust; a unit test
-checks that every key is a fixed point of the Rust rule). Names with accents are
+not alphabetic removed and final sigma folded to sigma (the same rule as
+`text::LookupKey` in Rust; a unit test checks that every key is a fixed point of it). Names with accents are
 added twice: as written and with the accents folded away, because input is never
 Unicode-normalised and decomposed accents are dropped by the key rule.
 """
