@@ -22,11 +22,30 @@ use std::fmt;
 const NON_COUNTRIES: [&str; 7] = ["XX", "T1", "A1", "A2", "O1", "ZZ", "EU"];
 
 /// A country (ISO 3166-1 alpha-2, upper case) and, for the US, a state (the
-/// subdivision part of ISO 3166-2, e.g. `CA`).
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// subdivision part of ISO 3166-2, e.g. `CA`). Deserializing goes through
+/// [`RegionHint::new`], so a hint is always normalized.
+#[derive(Clone, Default, PartialEq, Eq, Serialize)]
 pub struct RegionHint {
     country: Option<String>,
     state: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for RegionHint {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Raw {
+            #[serde(default)]
+            country: Option<String>,
+            #[serde(default)]
+            state: Option<String>,
+        }
+        let raw = Raw::deserialize(d)?;
+        Ok(RegionHint::new(
+            raw.country.as_deref(),
+            raw.state.as_deref(),
+        ))
+    }
 }
 
 impl RegionHint {
@@ -200,6 +219,16 @@ mod tests {
             "79adb2a2fce5c6ba215fe5f27f532d4e7edbac4b6a5e09e1ef3a08084a904621",
         );
         assert!(RegionHint::from_raw_user_data(&hashed).is_unknown());
+    }
+
+    #[test]
+    fn deserializing_normalizes() {
+        let h: RegionHint = serde_json::from_str(r#"{"country":"us","state":"ca"}"#).unwrap();
+        assert_eq!(h.to_string(), "US-CA");
+        assert_eq!(
+            serde_json::to_string(&h).unwrap(),
+            r#"{"country":"US","state":"CA"}"#
+        );
     }
 
     #[test]

@@ -263,6 +263,7 @@ fn audit_records_carry_codes_not_pii() {
         );
     }
     let json = serde_json::to_string(&rec).unwrap();
+    println!("{json}");
     for secret in [tc.as_str(), "0f1e2d3c", HASH, "2001:db8", "fb.1."] {
         assert!(!json.contains(secret), "{secret} leaked: {json}");
     }
