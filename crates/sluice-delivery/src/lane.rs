@@ -324,7 +324,7 @@ async fn send_and_settle(
                 let error = DeliveryError::InvalidBatch {
                     reason: "success response refused by the retry policy",
                 };
-                retry_or_give_up(ctx, lane, events, &error, rng).await;
+                retry_or_give_up(ctx, lane, events, &error, Verdict::RetryNow.as_str(), rng).await;
             }
         }
         Err(error) => match verdict {
@@ -444,17 +444,18 @@ async fn settle_failure(
             release(ctx, lane, &events, unix_ms()).await;
             metrics::retried(pixel, verdict.as_str(), events.len());
         }
-        _ => retry_or_give_up(ctx, lane, events, error, rng).await,
+        _ => retry_or_give_up(ctx, lane, events, error, verdict.as_str(), rng).await,
     }
 }
 
 /// Schedules a transient retry with backoff, or dead-letters events that
-/// used up their attempts.
+/// used up their attempts. `reason` labels the retry metric.
 async fn retry_or_give_up(
     ctx: &Context,
     lane: &Lane,
     events: Vec<LeasedEvent>,
     error: &DeliveryError,
+    reason: &'static str,
     rng: &mut StdRng,
 ) {
     let pixel = &*lane.shared.pixel_id;
@@ -482,7 +483,7 @@ async fn retry_or_give_up(
     let last_error = clip(format!("{}: {error}", error.code_label()));
     match ctx.store.retry(&ids(&retry), due, &last_error).await {
         Ok(_) => {
-            metrics::retried(pixel, Verdict::RetryNow.as_str(), retry.len());
+            metrics::retried(pixel, reason, retry.len());
             lock(&lane.shared.info).backoff_until_ms = Some(due);
         }
         Err(store_error) => {
@@ -564,8 +565,7 @@ async fn split_rejected(
         }
         None => {
             // Out of split budget: try the rest again later, counting an attempt.
-            metrics::retried(pixel, "split_budget", outcome.unresolved.len());
-            retry_or_give_up(ctx, lane, outcome.unresolved, &error, rng).await;
+            retry_or_give_up(ctx, lane, outcome.unresolved, &error, "split_budget", rng).await;
         }
     }
 }
