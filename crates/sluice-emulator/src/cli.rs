@@ -107,7 +107,7 @@ CONFIG FILE (--config; TOML, or JSON when the name ends in .json)
 ";
 
 /// Run a local emulator of Meta's Conversions API endpoint (no real token needed).
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Clone, clap::Args)]
 #[command(after_long_help = EMULATE_LONG_HELP)]
 pub struct EmulateArgs {
     /// Address to listen on (use port 0 for any free port).
@@ -148,6 +148,23 @@ pub struct EmulateArgs {
         hide_env_values = true
     )]
     pub app_secret: Option<String>,
+}
+
+/// Tokens and the app secret are counted or masked, never shown.
+impl std::fmt::Debug for EmulateArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmulateArgs")
+            .field("listen", &self.listen)
+            .field("config", &self.config)
+            .field("tokens", &format!("<{} tokens>", self.tokens.len()))
+            .field("pixels", &self.pixels)
+            .field("max_events", &self.max_events)
+            .field(
+                "app_secret",
+                &self.app_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 impl EmulateArgs {
@@ -293,14 +310,24 @@ mod tests {
         let args = parse(&[
             "emulate",
             "--token",
-            "a",
+            "tok-a",
             "--token",
-            "b",
+            "tok-b",
             "--max-events",
             "9",
+            "--app-secret",
+            "shh-secret",
         ]);
+        let debug = format!("{args:?}");
+        assert!(
+            !debug.contains("tok-a") && !debug.contains("shh-secret"),
+            "{debug}"
+        );
         let config = args.to_config().unwrap();
-        assert_eq!(config.tokens, Some(vec!["a".to_owned(), "b".to_owned()]));
+        assert_eq!(
+            config.tokens,
+            Some(vec!["tok-a".to_owned(), "tok-b".to_owned()])
+        );
         assert_eq!(config.max_stored_events, 9);
         assert_eq!(args.listen.to_string(), DEFAULT_LISTEN);
     }

@@ -7,7 +7,8 @@
 //! * form-encoded with `data` a JSON array of objects (Python SDK, async path);
 //! * multipart form fields (Meta's curl example, `-F data='[…]'`);
 //! * and parameters in the query string (the Python SDK puts `access_token` and
-//!   `appsecret_proof` there), which the body overrides.
+//!   `appsecret_proof` there), which the body overrides; the token may also come
+//!   as `Authorization: Bearer …` (or `OAuth …`), as Graph allows.
 //!
 //! Events are kept as the raw JSON text they arrived as, so the inspection API can
 //! show them byte for byte.
@@ -172,6 +173,14 @@ impl Params {
             BodyKind::Multipart | BodyKind::Sniff => {}
         }
         Ok(())
+    }
+
+    /// Sets `name` unless the query or the body already did (used for the token
+    /// of an `Authorization` header, which Graph also accepts).
+    pub fn set_if_absent(&mut self, name: &str, value: String) {
+        self.map
+            .entry(name.to_owned())
+            .or_insert(Param::Text(value));
     }
 
     pub fn contains(&self, name: &str) -> bool {

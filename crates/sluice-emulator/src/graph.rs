@@ -126,7 +126,7 @@ fn process(
         Err(answer) => {
             if let Some((code, subcode)) = answer.error_code() {
                 lock(&emulator.inner.store).count_rejection(code, subcode);
-                tracing::info!(code, subcode, "emulator: rejected");
+                tracing::debug!(code, subcode, "emulator: rejected");
             }
             answer
         }
@@ -137,7 +137,7 @@ fn process(
 /// the answer for an unreadable body (given after the credentials are checked).
 async fn read_params(emulator: &Emulator, request: Request) -> (Params, Result<(), Answer>) {
     let limit = emulator.inner.config.max_body_bytes;
-    let mut params = Params::from_query(request.uri().query());
+    let params = Params::from_query(request.uri().query());
     let content_type = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -151,7 +151,29 @@ async fn read_params(emulator: &Emulator, request: Request) -> (Params, Result<(
     if declared_length.is_some_and(|n| n > limit as u64) {
         return (params, Err(answers::body_too_large(limit)));
     }
+    let bearer = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.trim().split_once(' ')?;
+            (scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("oauth"))
+                .then(|| token.trim().to_owned())
+        });
     let kind = body_kind(content_type.as_deref());
+    let (mut params, result) = read_body(params, request, kind, limit).await;
+    if let Some(token) = bearer {
+        params.set_if_absent("access_token", token);
+    }
+    (params, result)
+}
+
+async fn read_body(
+    mut params: Params,
+    request: Request,
+    kind: BodyKind,
+    limit: usize,
+) -> (Params, Result<(), Answer>) {
     if kind == BodyKind::Multipart {
         let result = read_multipart(request, limit)
             .await

@@ -188,3 +188,21 @@ async fn a_json_encoded_string_element_that_is_not_json() {
     .await;
     assert_eq!(reply.error(), (400, 100, None));
 }
+
+#[tokio::test]
+async fn token_in_an_authorization_header() {
+    let h = Harness::open().await;
+    for scheme in ["Bearer", "OAuth"] {
+        let reply = Reply::read(
+            h.client
+                .post(h.events_url(PIXEL))
+                .header("authorization", format!("{scheme} {TOKEN}"))
+                .json(&json!({"data": [event("h", NOW)]}))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(reply.events_received(), 1, "{scheme}");
+    }
+}
