@@ -2,7 +2,7 @@
 //!
 //! [`decide`] picks the first matching rule, evaluates its checks against the
 //! signals and returns one [`Decision`]: the outcome, the rule, the combined
-//! consent state, reason codes, the policy version, and what [`crate::apply`]
+//! consent state, reason codes, the policy version, and what [`crate::apply()`]
 //! must set (`opt_out`, LDU codes). It does no I/O, reads no clock and emits no
 //! metrics, so the same inputs always give the same decision — which is what
 //! makes `sluice consent explain` and the audit trail trustworthy.

@@ -12,7 +12,7 @@
 //! 2. **Decision** — [`decide`] matches the [`Policy`]'s ordered rules on
 //!    [`RegionHint`] and [`Source`] and returns one [`Decision`]: `deliver`,
 //!    `deliver_ldu`, `deliver_without_identifiers` or `drop`. It is pure.
-//! 3. **Apply** — [`apply`] sets LDU codes / `opt_out` or strips identifiers;
+//! 3. **Apply** — [`apply()`] sets LDU codes / `opt_out` or strips identifiers;
 //!    `drop` means the caller does not store the event.
 //! 4. **Audit** — [`AuditRecord`] records the decision without raw PII;
 //!    [`metrics::record_decision`] counts it.

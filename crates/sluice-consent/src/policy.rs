@@ -99,7 +99,7 @@ pub enum Outcome {
     Deliver,
     /// Send with Meta's Limited Data Use flag and country/state codes.
     DeliverLdu,
-    /// Send with every person identifier removed (see [`crate::apply`]).
+    /// Send with every person identifier removed (see [`crate::apply()`]).
     DeliverWithoutIdentifiers,
     /// Do not store, do not send.
     Drop,

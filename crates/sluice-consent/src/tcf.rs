@@ -3,7 +3,7 @@
 //! The bit layout is decoded by the `iab_gpp` crate. Two things are done here
 //! before the string reaches it, and both are deliberate:
 //!
-//! 1. **A structural pre-scan of the core segment** ([`scan_core`]). It checks the
+//! 1. **A structural pre-scan of the core segment** (`scan_core`). It checks the
 //!    version, that every field is present, and adds up how many vendor ids the
 //!    range entries expand to. A 2 KB string can declare hundreds of ranges of
 //!    65 535 ids each; the decoder would expand them all (hundreds of MB, seconds of

@@ -168,11 +168,12 @@ async fn missing_token_is_unavailable() {
 
 #[tokio::test]
 async fn lookup_results_feed_the_signals() {
-    let (store, _) = store(200).await;
-    let ok = ConsentSignals::default().with_store(store.lookup(GRANTED).await);
+    let (patient, _) = store(5_000).await;
+    let ok = ConsentSignals::default().with_store(patient.lookup(GRANTED).await);
     assert!(ok.errors.is_empty());
     assert!(ok.store_answer().is_some());
-    let failed = ConsentSignals::default().with_store(store.lookup(HANG).await);
+    let (impatient, _) = store(200).await;
+    let failed = ConsentSignals::default().with_store(impatient.lookup(HANG).await);
     assert_eq!(
         failed.errors.first().map(|e| e.code),
         Some(ErrorCode::ConsentStoreTimeout)
