@@ -44,7 +44,9 @@
 //! - A read-only server (a hot standby after a failover that has not
 //!   finished) is `store_read_only`.
 //! - Strings with a NUL character cannot be stored in PostgreSQL `text`;
-//!   such events are refused as `store_invalid_input`.
+//!   such events are refused as `store_invalid_input`, as are user keys
+//!   containing U+001F (the separator used to pass them in bulk; keys are
+//!   hex digests).
 //!
 //! # TLS
 //!
@@ -162,12 +164,20 @@ pub struct WriterStats {
     /// `enqueue` calls committed since connect; `requests / groups` is the
     /// mean group size.
     pub requests: u64,
+    /// Events committed by the writers since connect.
+    pub events: u64,
+    /// Time the writers spent committing groups (from taking a connection
+    /// to the answer of the commit), summed over writers, in microseconds;
+    /// `commit_us / groups` is the mean group latency.
+    pub commit_us: u64,
 }
 
 #[derive(Debug, Default)]
 struct WriterCounters {
     groups: AtomicU64,
     requests: AtomicU64,
+    events: AtomicU64,
+    commit_us: AtomicU64,
 }
 
 /// What the writers and the store share.
@@ -271,6 +281,8 @@ impl PostgresStore {
         WriterStats {
             groups: self.shared.stats.groups.load(Ordering::Relaxed),
             requests: self.shared.stats.requests.load(Ordering::Relaxed),
+            events: self.shared.stats.events.load(Ordering::Relaxed),
+            commit_us: self.shared.stats.commit_us.load(Ordering::Relaxed),
         }
     }
 
@@ -380,6 +392,11 @@ fn connection_config(url: &str, options: &PostgresOptions) -> Result<Config, Sto
     if options.synchronous_commit {
         session.push_str(" -c synchronous_commit=on");
     }
+    // Our statements are index lookups driven by array parameters: a
+    // generic plan fits every batch size, and re-planning the large
+    // multi-CTE statements for each execution (custom plans) costs more
+    // than running them for small groups.
+    session.push_str(" -c plan_cache_mode=force_generic_plan");
     config.options(session.trim());
     Ok(config)
 }
@@ -403,6 +420,15 @@ fn validate_events(events: &[NewEvent]) -> Result<(), StoreError> {
                     "event text contains a NUL character, which PostgreSQL cannot store",
                 ));
             }
+        }
+        if event
+            .user_keys
+            .iter()
+            .any(|k| k.contains(writer::USER_KEY_SEPARATOR))
+        {
+            return Err(StoreError::invalid(
+                "a user key contains the control character U+001F",
+            ));
         }
     }
     Ok(())

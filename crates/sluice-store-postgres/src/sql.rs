@@ -38,12 +38,95 @@ const COUNTERS_FROM_DELTA: &str = "
             delivered_total = c.delivered_total + excluded.delivered_total,
             last_delivered_ms = GREATEST(c.last_delivered_ms, excluded.last_delivered_ms))";
 
+/// One round of a group commit, in one statement (see `writer`).
+///
+/// - `$1-$7`, one element per distinct dedup key, sorted (the lock order):
+///   pixel, name, id, now, first source, source bits, extra copies in the
+///   round; `$8` the dedup window.
+/// - `$9-$20`, one element per candidate event (first copy of a key, or an
+///   event without id), in arrival order: the key's position in `$1…`
+///   (0 = no key), pixel, due, hold, enqueued, event_time, source, name, id,
+///   test code, user keys (joined with U+001F, which keys may not contain),
+///   payload.
+/// - `$21-$22` every pixel of the round with its event count; `$23` the
+///   counter shard.
+///
+/// A key's `ON CONFLICT DO UPDATE` either restarts an expired entry (the
+/// round's copy wins) or records the round's copies as duplicates of the
+/// live entry. Which one happened is read from the returned `duplicates`:
+/// a win stores exactly the round's extra copies (`copies - 1`), a
+/// duplicate adds all of them to the count already there (`>= copies`).
+///
+/// Returns rows `(0, key position, won, first_source, first_seen_ms)` for
+/// every key and `(1, queue id, NULL, NULL, NULL)` for every queued event.
+const ENQUEUE_ROUND: &str = "
+    WITH k AS (
+        SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[],
+                             $5::text[], $6::int2[], $7::int8[])
+            WITH ORDINALITY AS k(pixel_id, event_name, event_id, now_ms,
+                                 first_source, sources, duplicates, ord)),
+    claimed AS (
+        INSERT INTO {s}.dedup_ledger AS l
+            (pixel_id, event_name, event_id, first_seen_ms, last_seen_ms,
+             first_source, sources, duplicates)
+        SELECT pixel_id, event_name, event_id, now_ms, now_ms, first_source, sources, duplicates
+        FROM k ORDER BY ord
+        ON CONFLICT (pixel_id, event_name, event_id) DO UPDATE SET
+            first_seen_ms = CASE WHEN l.first_seen_ms <= excluded.first_seen_ms - $8::int8
+                                 THEN excluded.first_seen_ms ELSE l.first_seen_ms END,
+            first_source = CASE WHEN l.first_seen_ms <= excluded.first_seen_ms - $8::int8
+                                THEN excluded.first_source ELSE l.first_source END,
+            sources = CASE WHEN l.first_seen_ms <= excluded.first_seen_ms - $8::int8
+                           THEN excluded.sources ELSE l.sources | excluded.sources END,
+            duplicates = CASE WHEN l.first_seen_ms <= excluded.first_seen_ms - $8::int8
+                              THEN excluded.duplicates
+                              ELSE l.duplicates + excluded.duplicates + 1 END,
+            last_seen_ms = CASE WHEN l.first_seen_ms <= excluded.first_seen_ms - $8::int8
+                                THEN excluded.last_seen_ms
+                                ELSE GREATEST(l.last_seen_ms, excluded.last_seen_ms) END
+        RETURNING pixel_id, event_name, event_id, first_source, first_seen_ms, duplicates),
+    outcome AS (
+        SELECT k.ord, c.duplicates = k.duplicates AS won, c.first_source, c.first_seen_ms
+        FROM claimed AS c
+        JOIN k ON k.pixel_id = c.pixel_id AND k.event_name = c.event_name
+              AND k.event_id = c.event_id),
+    e AS (
+        SELECT * FROM unnest($9::int8[], $10::text[], $11::int8[], $12::int8[], $13::int8[],
+                             $14::int8[], $15::text[], $16::text[], $17::text[], $18::text[],
+                             $19::text[], $20::bytea[])
+            WITH ORDINALITY AS e(key_ord, pixel_id, due_ms, hold_until_ms, enqueued_ms,
+                                 event_time, source, event_name, event_id, test_event_code,
+                                 user_keys, payload, ord)),
+    inserted AS (
+        INSERT INTO {s}.queue
+            (pixel_id, due_ms, hold_until_ms, enqueued_ms, event_time, source,
+             event_name, event_id, test_event_code, user_keys, payload)
+        SELECT e.pixel_id, e.due_ms, e.hold_until_ms, e.enqueued_ms, e.event_time, e.source,
+               e.event_name, e.event_id, e.test_event_code,
+               string_to_array(e.user_keys, chr(31)), e.payload
+        FROM e
+        WHERE e.key_ord = 0
+           OR EXISTS (SELECT 1 FROM outcome AS o WHERE o.ord = e.key_ord AND o.won)
+        ORDER BY e.ord
+        RETURNING id, pixel_id),
+    cnt AS (
+        INSERT INTO {s}.pixel_counters AS c
+            (pixel_id, shard, queued, dead_letters, delivered_total, duplicates_total)
+        SELECT t.pixel_id, $23::int2, COALESCE(q.n, 0), 0, 0, t.total - COALESCE(q.n, 0)
+        FROM unnest($21::text[], $22::int8[]) AS t(pixel_id, total)
+        LEFT JOIN (SELECT pixel_id, count(*) AS n FROM inserted GROUP BY pixel_id) AS q
+               ON q.pixel_id = t.pixel_id
+        ORDER BY t.pixel_id
+        ON CONFLICT (pixel_id, shard) DO UPDATE SET
+            queued = c.queued + excluded.queued,
+            duplicates_total = c.duplicates_total + excluded.duplicates_total)
+    SELECT 0 AS kind, ord AS n, won, first_source, first_seen_ms FROM outcome
+    UNION ALL
+    SELECT 1, id, NULL, NULL, NULL FROM inserted";
+
 /// The statements, for one schema.
 pub(crate) struct Sql {
-    pub(crate) ledger_claim: String,
-    pub(crate) ledger_duplicate: String,
-    pub(crate) queue_insert: String,
-    pub(crate) counters_add: String,
+    pub(crate) enqueue_round: String,
     pub(crate) lease: String,
     pub(crate) ack: String,
     pub(crate) reschedule: String,
@@ -72,72 +155,7 @@ impl Sql {
         let s = |sql: &str| with_schema(sql, schema);
         let with_shard = |sql: &str, shard_param: &str| s(&sql.replace("$SHARD", shard_param));
         Sql {
-            // $1-$7: per key (sorted); $8: window. Returns won positions.
-            ledger_claim: s("
-                WITH k AS (
-                    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[],
-                                         $5::text[], $6::int2[], $7::int8[])
-                        WITH ORDINALITY AS k(pixel_id, event_name, event_id, now_ms,
-                                             first_source, sources, duplicates, ord)),
-                claimed AS (
-                    INSERT INTO {s}.dedup_ledger AS l
-                        (pixel_id, event_name, event_id, first_seen_ms, last_seen_ms,
-                         first_source, sources, duplicates)
-                    SELECT pixel_id, event_name, event_id, now_ms, now_ms,
-                           first_source, sources, duplicates
-                    FROM k ORDER BY ord
-                    ON CONFLICT (pixel_id, event_name, event_id) DO UPDATE SET
-                        first_seen_ms = excluded.first_seen_ms,
-                        last_seen_ms = excluded.last_seen_ms,
-                        first_source = excluded.first_source,
-                        sources = excluded.sources,
-                        duplicates = excluded.duplicates
-                    WHERE l.first_seen_ms <= excluded.first_seen_ms - $8::int8
-                    RETURNING pixel_id, event_name, event_id)
-                SELECT k.ord FROM claimed AS c
-                JOIN k ON k.pixel_id = c.pixel_id AND k.event_name = c.event_name
-                      AND k.event_id = c.event_id"),
-            // $1-$6: per lost key. Returns position, first_source, first_seen_ms.
-            ledger_duplicate: s("
-                UPDATE {s}.dedup_ledger AS l SET
-                    sources = l.sources | k.sources,
-                    duplicates = l.duplicates + k.copies,
-                    last_seen_ms = GREATEST(l.last_seen_ms, k.now_ms)
-                FROM unnest($1::text[], $2::text[], $3::text[], $4::int2[], $5::int8[], $6::int8[])
-                     WITH ORDINALITY AS k(pixel_id, event_name, event_id, sources, copies, now_ms, ord)
-                WHERE l.pixel_id = k.pixel_id AND l.event_name = k.event_name
-                  AND l.event_id = k.event_id
-                RETURNING k.ord, l.first_source, l.first_seen_ms"),
-            queue_insert: s("
-                INSERT INTO {s}.queue
-                    (pixel_id, due_ms, hold_until_ms, enqueued_ms, event_time, source,
-                     event_name, event_id, test_event_code, user_keys, payload)
-                SELECT e.pixel_id, e.due_ms, e.hold_until_ms, e.enqueued_ms, e.event_time, e.source,
-                       e.event_name, e.event_id, e.test_event_code,
-                       ARRAY(SELECT jsonb_array_elements_text(e.user_keys::jsonb)), e.payload
-                FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::int8[], $6::text[],
-                            $7::text[], $8::text[], $9::text[], $10::text[], $11::bytea[])
-                     WITH ORDINALITY AS e(pixel_id, due_ms, hold_until_ms, enqueued_ms, event_time,
-                                          source, event_name, event_id, test_event_code,
-                                          user_keys, payload, ord)
-                ORDER BY e.ord
-                RETURNING id"),
-            // $1 pixels (sorted), $2 shard, $3-$7 deltas.
-            counters_add: s("
-                INSERT INTO {s}.pixel_counters AS c
-                    (pixel_id, shard, queued, dead_letters, delivered_total, duplicates_total,
-                     last_delivered_ms)
-                SELECT d.pixel_id, $2::int2, d.queued, d.dead_letters, d.delivered, d.duplicates,
-                       d.last_delivered_ms
-                FROM unnest($1::text[], $3::int8[], $4::int8[], $5::int8[], $6::int8[], $7::int8[])
-                     AS d(pixel_id, queued, dead_letters, delivered, duplicates, last_delivered_ms)
-                ORDER BY d.pixel_id
-                ON CONFLICT (pixel_id, shard) DO UPDATE SET
-                    queued = c.queued + excluded.queued,
-                    dead_letters = c.dead_letters + excluded.dead_letters,
-                    delivered_total = c.delivered_total + excluded.delivered_total,
-                    duplicates_total = c.duplicates_total + excluded.duplicates_total,
-                    last_delivered_ms = GREATEST(c.last_delivered_ms, excluded.last_delivered_ms)"),
+            enqueue_round: s(ENQUEUE_ROUND),
             // $1 pixel, $2 now, $3 limit, $4 leased_until.
             lease: s("
                 WITH batch AS (SELECT nextval('{s}.lease_batch_ids') AS id),
@@ -262,7 +280,9 @@ impl Sql {
             dlq_get: s(&format!(
                 "SELECT {DEAD_LETTER_COLUMNS} FROM {{s}}.dead_letters WHERE id = $1"
             )),
-            dlq_list_base: s(&format!("SELECT {DEAD_LETTER_COLUMNS} FROM {{s}}.dead_letters")),
+            dlq_list_base: s(&format!(
+                "SELECT {DEAD_LETTER_COLUMNS} FROM {{s}}.dead_letters"
+            )),
             // $1-$3 key, $4 live after (first_seen_ms > $4).
             dedup_lookup: s("
                 SELECT pixel_id, event_name, event_id, first_source, sources, first_seen_ms,
