@@ -51,7 +51,9 @@ WHAT IT DOES
 
 INSPECTION API
   GET    /_emulator/events?pixel=ID[&kind=all|live|test][&test_event_code=C]
-         every accepted event, in arrival order, as received
+                              [&after_seq=N][&limit=N]
+         every accepted event, in arrival order, as received, with seq, pixel_id,
+         test_event_code, received_at and a duplicate flag
   GET    /_emulator/test_events?pixel=ID   only events sent with test_event_code
   DELETE /_emulator/events                 forget events, dedup history and counters
   GET    /_emulator/stats                  requests, events, rejections by code,

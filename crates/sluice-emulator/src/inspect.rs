@@ -1,8 +1,9 @@
 //! The inspection API, for tests and for people trying sluice out:
 //!
-//! * `GET /_emulator/events?pixel=ID[&kind=live|test|all][&test_event_code=C]`
-//!   → `{"events": [...]}`, every accepted event in arrival order, as received,
-//!   with its `pixel_id`, `test_event_code` and receive time;
+//! * `GET /_emulator/events?pixel=ID[&kind=live|test|all][&test_event_code=C]
+//!   [&after_seq=N][&limit=N]` → `{"count": n, "events": [...]}`, every accepted
+//!   event in arrival order, as received, with its `seq`, `pixel_id`,
+//!   `test_event_code`, `partner_agent`, receive time and `duplicate` flag;
 //! * `GET /_emulator/test_events?pixel=ID` → only events with a `test_event_code`
 //!   (Events Manager's Test Events tab);
 //! * `DELETE /_emulator/events` → forgets events, dedup history and counters;
@@ -63,9 +64,19 @@ fn parse_filter(query: Option<&str>) -> Result<EventFilter, String> {
                     _ => return Err("kind must be all, live or test".to_owned()),
                 }
             }
+            "after_seq" | "limit" => {
+                let Ok(n) = value.parse::<u64>() else {
+                    return Err(format!("{key} must be a non-negative integer"));
+                };
+                if key == "after_seq" {
+                    filter.after_seq = Some(n);
+                } else {
+                    filter.limit = Some(usize::try_from(n).unwrap_or(usize::MAX));
+                }
+            }
             other => {
                 return Err(format!(
-                    "unknown query parameter {:?}; use pixel, kind, test_event_code",
+                    "unknown query parameter {:?}; use pixel, kind, test_event_code, after_seq, limit",
                     other.chars().take(40).collect::<String>()
                 ));
             }
@@ -153,7 +164,7 @@ async fn index() -> Response {
     Json(json!({
         "graph_endpoint": "POST /{version}/{pixel_id}/events",
         "inspection": {
-            "GET /_emulator/events?pixel=ID&kind=all|live|test&test_event_code=C": "accepted events in arrival order, as received",
+            "GET /_emulator/events?pixel=ID&kind=all|live|test&test_event_code=C&after_seq=N&limit=N": "accepted events in arrival order, as received",
             "GET /_emulator/test_events?pixel=ID": "events sent with test_event_code",
             "DELETE /_emulator/events": "forget events, dedup history and counters",
             "GET /_emulator/stats": "requests, events, rejections by code, duplicates, faults",

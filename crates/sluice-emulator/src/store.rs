@@ -48,6 +48,10 @@ pub struct EventFilter {
     /// Only test events with this code.
     pub test_event_code: Option<String>,
     pub kind: EventKind,
+    /// Only events with a `seq` greater than this (for polling new arrivals).
+    pub after_seq: Option<u64>,
+    /// At most this many events (the oldest matching ones).
+    pub limit: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -81,6 +85,7 @@ impl EventFilter {
             EventKind::Test => e.is_test(),
         };
         kind_ok
+            && self.after_seq.is_none_or(|after| e.seq > after)
             && self.pixel.as_ref().is_none_or(|p| *p == e.pixel_id)
             && self
                 .test_event_code
@@ -274,6 +279,7 @@ impl Store {
         self.events
             .iter()
             .filter(|e| filter.matches(e))
+            .take(filter.limit.unwrap_or(usize::MAX))
             .cloned()
             .collect()
     }
@@ -350,6 +356,19 @@ mod tests {
         store.reset();
         assert_eq!(store.stats().events, 0);
         assert!(store.events(&EventFilter::default()).is_empty());
+    }
+
+    #[test]
+    fn after_seq_and_limit() {
+        let mut store = Store::new(10, 48 * 3600);
+        store.record("1", batch(&["a", "b", "c", "d"], None), 0);
+        let filter = EventFilter {
+            after_seq: Some(1),
+            limit: Some(2),
+            ..EventFilter::default()
+        };
+        let seqs: Vec<u64> = store.events(&filter).iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [2, 3]);
     }
 
     #[test]

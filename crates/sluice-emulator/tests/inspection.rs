@@ -123,6 +123,9 @@ async fn inspection_api_lists_events_as_received_in_order() {
 
     let all = h.get_json("/_emulator/events").await;
     assert_eq!(all["count"], 4);
+    let newer = h.get_json("/_emulator/events?after_seq=2&limit=1").await;
+    assert_eq!(newer["count"], 1);
+    assert_eq!(newer["events"][0]["seq"], 3);
 
     let stats = h.get_json("/_emulator/stats").await;
     assert_eq!(stats["requests"], 3);
