@@ -37,7 +37,8 @@ impl UserDataValue {
     /// value followed by `.` and a legacy 2-character token or an 8-character
     /// appendix is a param-builder value; anything else is raw data.
     pub fn classify(input: &str) -> Self {
-        let trimmed = input.trim();
+        // Like JS `trim()` (the param builder), a byte-order mark counts as space.
+        let trimmed = input.trim_matches(|c: char| c.is_whitespace() || c == '\u{feff}');
         if let Some(digest) = decode_hex::<32>(trimmed) {
             return UserDataValue::Sha256(digest);
         }
@@ -85,14 +86,20 @@ fn decode_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
 
 const LEGACY_APPENDIX_TOKENS: [&str; 6] = ["AQ", "Ag", "Aw", "BA", "BQ", "Bg"];
 
-/// `<64|32 hex>.<suffix>` where the suffix is a legacy token or 8 characters.
+/// `<64|32 hex>.<suffix>` where the suffix is a legacy token or an 8-character
+/// base64url appendix (what the param builder's v2 appendix always is). A looser
+/// rule would let `<hash>.john@x.c` through unhashed.
 pub fn is_param_builder_value(text: &str) -> bool {
     let Some((hash, suffix)) = text.split_once('.') else {
         return false;
     };
     let hash_ok =
         (hash.len() == 64 || hash.len() == 32) && hash.bytes().all(|b| b.is_ascii_hexdigit());
-    hash_ok && (LEGACY_APPENDIX_TOKENS.contains(&suffix) || suffix.chars().count() == 8)
+    let appendix_ok = suffix.len() == 8
+        && suffix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    hash_ok && (LEGACY_APPENDIX_TOKENS.contains(&suffix) || appendix_ok)
 }
 
 impl fmt::Debug for UserDataValue {
@@ -530,6 +537,11 @@ mod tests {
         assert!(UserDataValue::classify(&HASH[..63]).is_raw());
         assert!(UserDataValue::classify("jane@example.com").is_raw());
         assert!(UserDataValue::classify(&format!("{HASH}.toolong123")).is_raw());
+        assert!(UserDataValue::classify(&format!("{HASH}.john@x.c")).is_raw());
+        assert!(matches!(
+            UserDataValue::classify(&format!("\u{feff}{HASH}")),
+            UserDataValue::Sha256(_)
+        ));
     }
 
     #[test]

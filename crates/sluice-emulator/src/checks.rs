@@ -16,7 +16,7 @@ use crate::decode::{DataError, Params, element_json};
 
 /// A request that passed every check.
 #[derive(Debug)]
-pub(crate) struct Accepted {
+pub struct Accepted {
     pub events: Vec<AcceptedEvent>,
     pub test_event_code: Option<String>,
     pub partner_agent: Option<String>,
@@ -24,14 +24,14 @@ pub(crate) struct Accepted {
 
 /// One event of an accepted request: its JSON as received and its dedup key.
 #[derive(Debug)]
-pub(crate) struct AcceptedEvent {
+pub struct AcceptedEvent {
     pub raw: Box<RawValue>,
     pub event_name: String,
     pub event_id: Option<String>,
 }
 
 /// The access token of the request, when it has a usable one.
-pub(crate) fn token(params: &Params) -> Option<String> {
+pub fn token(params: &Params) -> Option<String> {
     match params.text("access_token") {
         Some(Ok(t)) if !t.is_empty() => Some(t),
         _ => None,
@@ -104,7 +104,7 @@ fn optional_text(params: &Params, name: &str) -> Result<Option<String>, Answer> 
 }
 
 /// The envelope and every event.
-pub(crate) fn check_request(params: &Params, ctx: &ValidationContext) -> Result<Accepted, Answer> {
+pub fn check_request(params: &Params, ctx: &ValidationContext) -> Result<Accepted, Answer> {
     let test_event_code = optional_text(params, "test_event_code")?;
     let partner_agent = optional_text(params, "partner_agent")?;
     for name in ["namespace_id", "upload_id", "upload_tag", "upload_source"] {

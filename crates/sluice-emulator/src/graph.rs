@@ -59,7 +59,7 @@ pub(crate) async fn events_endpoint(
         return answer.into_response_for(version);
     }
     let conn = request.extensions().get::<ConnControl>().cloned();
-    let (params, decoded) = read_params(&emulator, request).await;
+    let (params, decoded) = read_params(request, emulator.inner.config.max_body_bytes).await;
     let token = checks::token(&params);
 
     let plan = emulator.inner.faults.plan(&pixel, token.as_deref());
@@ -133,10 +133,12 @@ fn process(
     }
 }
 
-/// Reads the query string and the body into parameters. The error, if any, is
-/// the answer for an unreadable body (given after the credentials are checked).
-async fn read_params(emulator: &Emulator, request: Request) -> (Params, Result<(), Answer>) {
-    let limit = emulator.inner.config.max_body_bytes;
+/// Reads the query string and the body (JSON, form or multipart, at most
+/// `limit` bytes) into parameters. The error, if any, is the answer for an
+/// unreadable body (given after the credentials are checked). The gateway's
+/// Graph-compatible endpoint reads requests with this too, so both accept
+/// exactly the same encodings.
+pub async fn read_params(request: Request, limit: usize) -> (Params, Result<(), Answer>) {
     let params = Params::from_query(request.uri().query());
     let content_type = request
         .headers()

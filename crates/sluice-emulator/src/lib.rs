@@ -62,7 +62,7 @@ pub mod clock;
 pub mod config;
 pub mod decode;
 pub mod faults;
-mod graph;
+pub mod graph;
 pub mod inspect;
 mod rng;
 mod server;

@@ -1,0 +1,242 @@
+//! Assembles the gateway: store, sandbox, delivery, router; and runs it until
+//! shutdown.
+
+use crate::config::Config;
+use crate::delivery::{LaneReadiness, engine_config};
+use crate::routes;
+use crate::state::{ApiKey, AppState, Clock, PresentedTokens, SystemClock};
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use sluice_normalize::NormalizeOptions;
+use sluice_store::{SqliteOptions, SqliteStore, Store};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot open the queue at {path}: {message}")]
+    Store { path: String, message: String },
+    #[error("cannot listen: {0}")]
+    Listen(std::io::Error),
+    #[error("cannot start delivery: {0}")]
+    Delivery(#[from] sluice_delivery::EngineError),
+    #[error("cannot start the sandbox: {0}")]
+    Sandbox(#[from] sluice_emulator::EmulatorError),
+}
+
+/// Where delivered events go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// Meta's Graph API.
+    Meta,
+    /// Another Graph endpoint (`--graph-url`), e.g. a separate `sluice emulate`.
+    Url(String),
+    /// The emulator inside this process, under `/_sandbox`.
+    Sandbox,
+}
+
+/// Knobs that are not configuration: injected by tests and the CLI.
+#[derive(Clone)]
+pub struct StartOptions {
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Default for StartOptions {
+    fn default() -> Self {
+        StartOptions {
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+/// A running gateway.
+pub struct Gateway {
+    pub addr: SocketAddr,
+    pub state: Arc<AppState>,
+    pub destination: Destination,
+    /// The in-process sandbox, when it is the destination.
+    pub sandbox: Option<sluice_emulator::Emulator>,
+    shutdown: watch::Sender<bool>,
+    server: JoinHandle<()>,
+    delivery: sluice_delivery::DeliveryEngine,
+}
+
+impl Gateway {
+    /// Opens the store and serves on `listener` until [`Gateway::shutdown`].
+    pub async fn start(
+        config: Config,
+        listener: TcpListener,
+        options: StartOptions,
+    ) -> Result<Gateway, StartError> {
+        let addr = listener.local_addr().map_err(StartError::Listen)?;
+        let config = Arc::new(config);
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::DataDir {
+            path: config.data_dir.display().to_string(),
+            source,
+        })?;
+        let store = open_store(&config).await?;
+        let presented_tokens = Arc::new(PresentedTokens::default());
+        let (destination, graph_url) = destination(&config, addr);
+        let sandbox = match destination {
+            Destination::Sandbox => Some(sluice_emulator::Emulator::new(
+                sluice_emulator::EmulatorConfig::default(),
+            )?),
+            _ => None,
+        };
+        sluice_delivery::client::install_crypto_provider();
+        crate::metrics::prometheus();
+        sluice_delivery::metrics::describe();
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut delivery_stop = shutdown_rx.clone();
+        let delivery = sluice_delivery::DeliveryEngine::spawn(
+            store.clone(),
+            engine_config(&config, &graph_url, presented_tokens.clone())?,
+            async move {
+                let _ = delivery_stop.wait_for(|stop| *stop).await;
+            },
+        )?;
+        let state = Arc::new(AppState {
+            normalize: normalize_options(&config, options.clock.now_ms()),
+            api_keys: config
+                .api_keys
+                .iter()
+                .filter_map(|k| {
+                    k.key.clone().map(|key| ApiKey {
+                        name: k.name.clone(),
+                        key,
+                        pixels: k.pixels.clone(),
+                    })
+                })
+                .collect(),
+            config: config.clone(),
+            store,
+            clock: options.clock.clone(),
+            presented_tokens,
+            readiness: Arc::new(LaneReadiness(delivery.status())),
+            waker: Some(delivery.waker()),
+        });
+        let mut router = router(state.clone());
+        if let Some(emulator) = &sandbox {
+            router = router.nest("/_sandbox", emulator.router());
+        }
+        let mut shutdown_rx = shutdown_rx;
+        let server = tokio::spawn(async move {
+            let serve = axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move {
+                let _ = shutdown_rx.wait_for(|stop| *stop).await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "http server stopped");
+            }
+        });
+        tracing::info!(
+            %addr,
+            destination = ?destination,
+            pixels = config.pixels.len(),
+            store = %config.store_path().display(),
+            "sluice started"
+        );
+        Ok(Gateway {
+            addr,
+            state,
+            destination,
+            sandbox,
+            shutdown,
+            server,
+            delivery,
+        })
+    }
+
+    /// Stops accepting, lets in-flight requests finish, lets the delivery lanes
+    /// settle the batches they hold, then closes the store (committing what was
+    /// submitted). Nothing acknowledged is lost at any point: what is still
+    /// queued is delivered after the next start.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.server.await;
+        self.delivery.join().await;
+        if let Err(e) = self.state.store.close().await {
+            tracing::error!(error = %e, "closing the store");
+        }
+    }
+}
+
+/// Where events go, and the base URL the delivery client uses for it.
+fn destination(config: &Config, addr: SocketAddr) -> (Destination, String) {
+    match (&config.delivery.graph_url, config.is_zero_config()) {
+        (Some(url), _) => (Destination::Url(url.clone()), url.clone()),
+        (None, true) => {
+            // Deliver over real HTTP to our own listener, so the sandbox path is
+            // the same code path as production.
+            let host = if addr.ip().is_unspecified() {
+                std::net::IpAddr::from([127, 0, 0, 1])
+            } else {
+                addr.ip()
+            };
+            let base = SocketAddr::new(host, addr.port());
+            (Destination::Sandbox, format!("http://{base}/_sandbox"))
+        }
+        (None, false) => (
+            Destination::Meta,
+            sluice_delivery::client::DEFAULT_BASE_URL.to_owned(),
+        ),
+    }
+}
+
+fn normalize_options(config: &Config, now_ms: i64) -> NormalizeOptions {
+    let year = 1970 + (now_ms / 1000 / 31_556_952) as u16;
+    let mut opts = NormalizeOptions::new(year);
+    opts.default_region = config
+        .normalize
+        .default_region
+        .as_deref()
+        .and_then(|r| r.parse().ok());
+    opts
+}
+
+async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
+    let path = config.store_path();
+    let options = SqliteOptions {
+        synchronous_full: config.store.synchronous == "full",
+        dedup_window_ms: i64::from(config.store.dedup_window_hours) * 3_600_000,
+        ..SqliteOptions::default()
+    };
+    let store = SqliteStore::open(&path, options)
+        .await
+        .map_err(|e| StartError::Store {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+    Ok(Arc::new(store))
+}
+
+/// Every route of the gateway.
+pub fn router(state: Arc<AppState>) -> Router {
+    let body_limit = state.config.server.max_body_bytes;
+    Router::new()
+        .route("/v1/events", post(routes::backend::post_events))
+        .route(
+            "/{version}/{pixel_id}/events",
+            post(routes::graph::post_events),
+        )
+        .route("/healthz", get(routes::health::healthz))
+        .route("/readyz", get(routes::health::readyz))
+        .route("/metrics", get(routes::health::metrics))
+        .route("/admin/dlq", get(routes::admin::list))
+        .route("/admin/dlq/replay", post(routes::admin::replay))
+        .route("/admin/dlq/{id}", get(routes::admin::show))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}

@@ -1,0 +1,646 @@
+//! `sluice.toml`: the gateway's configuration.
+//!
+//! One TOML file, unknown keys rejected (a typo must not silently fall back to a
+//! default), and every key overridable by an environment variable named after
+//! its path: `SLUICE_` + the keys joined by `__`, upper-cased. For example
+//! `SLUICE_SERVER__LISTEN=0.0.0.0:8080`, `SLUICE_DELIVERY__BATCH_SIZE=500`,
+//! `SLUICE_PIXELS__0__ACCESS_TOKEN=EAAB…`. Environment variables whose first key
+//! is not a configuration section (such as `SLUICE_ACCESS_TOKEN`, read by
+//! `sluice send`) are ignored here.
+//!
+//! Secrets (access tokens, API keys, the admin key) come from the file, the
+//! environment or a `*_file` path, and live in [`Secret`], which never prints.
+
+use ipnet::IpNet;
+use serde::{Deserialize, Deserializer};
+use sluice_core::Secret;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Why a configuration could not be loaded. Messages name the key, never a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid configuration{}: {message}", .origin.as_deref().map(|o| format!(" in {o}")).unwrap_or_default())]
+    Parse {
+        origin: Option<String>,
+        message: String,
+    },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the SQLite queue and other state live (default `./sluice-data`).
+    pub data_dir: PathBuf,
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub delivery: DeliveryConfig,
+    pub normalize: NormalizeConfig,
+    /// The pixels (datasets) sluice delivers to.
+    pub pixels: Vec<PixelConfig>,
+    /// Keys for the backend API (`/v1/events`), each bound to pixels.
+    pub api_keys: Vec<ApiKeyConfig>,
+    pub admin: AdminConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("sluice-data"),
+            server: ServerConfig::default(),
+            store: StoreConfig::default(),
+            delivery: DeliveryConfig::default(),
+            normalize: NormalizeConfig::default(),
+            pixels: Vec::new(),
+            api_keys: Vec::new(),
+            admin: AdminConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on. The default stays on the loopback interface.
+    pub listen: SocketAddr,
+    /// Largest request body accepted, in bytes (413 above it).
+    pub max_body_bytes: usize,
+    /// Proxies whose `X-Forwarded-For` is believed (CIDR list). The client IP is
+    /// the right-most address not in this list.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Time allowed for a whole ingest request, in milliseconds.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_body_bytes: 1024 * 1024,
+            trusted_proxies: Vec::new(),
+            request_timeout_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `sqlite` (default, a file under `data_dir`).
+    pub backend: String,
+    /// SQLite file; default `<data_dir>/queue.sqlite`.
+    pub path: Option<PathBuf>,
+    /// `full` (default: every acknowledged event survives power loss) or
+    /// `normal` (survives a process crash, may lose the last commits on power loss).
+    pub synchronous: String,
+    /// How long duplicates are recognised, in hours (Meta uses 48).
+    pub dedup_window_hours: u32,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            backend: "sqlite".into(),
+            path: None,
+            synchronous: "full".into(),
+            dedup_window_hours: 48,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    /// Graph API base URL; default Meta's, or the built-in sandbox in zero-config mode.
+    pub graph_url: Option<String>,
+    pub graph_version: String,
+    /// Events per request to Meta (at most 1000; smaller batches limit the blast
+    /// radius of one bad event).
+    pub batch_size: usize,
+    /// How long a lane waits to fill a batch before sending what it has, in ms.
+    pub linger_ms: u64,
+    /// Requests in flight per pixel.
+    pub concurrency_per_pixel: usize,
+    /// Per-request timeout to Meta, in ms.
+    pub timeout_ms: u64,
+    /// First retry delay and the cap of the exponential backoff, in ms.
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    /// Attempts before an event that keeps failing transiently is dead-lettered.
+    pub max_attempts: u32,
+    /// `partner_agent` sent with every request.
+    pub partner_agent: Option<String>,
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        DeliveryConfig {
+            graph_url: None,
+            graph_version: sluice_core::DEFAULT_GRAPH_VERSION.into(),
+            batch_size: 500,
+            linger_ms: 200,
+            concurrency_per_pixel: 2,
+            timeout_ms: 5_000,
+            backoff_base_ms: 500,
+            backoff_max_ms: 300_000,
+            max_attempts: 20,
+            partner_agent: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NormalizeConfig {
+    /// ISO 3166 alpha-2 region for national phone numbers when the event carries
+    /// no country (e.g. `US`, `DE`).
+    pub default_region: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PixelConfig {
+    /// The pixel (dataset) id.
+    #[serde(deserialize_with = "string_or_number")]
+    pub id: String,
+    pub access_token: Option<Secret>,
+    /// A file holding the access token (trailing whitespace ignored).
+    pub access_token_file: Option<PathBuf>,
+    /// App secret for `appsecret_proof`.
+    pub app_secret: Option<Secret>,
+    /// Route this pixel's events to Meta's Test Events tool.
+    pub test_event_code: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// A name for logs and metrics (the key itself is never shown).
+    pub name: String,
+    pub key: Option<Secret>,
+    pub key_file: Option<PathBuf>,
+    /// Pixels this key may write to.
+    pub pixels: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Bearer key for `/admin/*` (dead letters, replay). Without it the admin
+    /// API is off.
+    pub key: Option<Secret>,
+    pub key_file: Option<PathBuf>,
+}
+
+fn string_or_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        Text(String),
+        Number(i64),
+    }
+    Ok(match Id::deserialize(deserializer)? {
+        Id::Text(s) => s,
+        Id::Number(n) => n.to_string(),
+    })
+}
+
+const SECTIONS: [&str; 8] = [
+    "data_dir",
+    "server",
+    "store",
+    "delivery",
+    "normalize",
+    "pixels",
+    "api_keys",
+    "admin",
+];
+
+impl Config {
+    /// Parses TOML text, applies environment overrides and checks the result.
+    pub fn from_toml_with_env(
+        text: &str,
+        origin: Option<&str>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let parse_err = |message: String| ConfigError::Parse {
+            origin: origin.map(str::to_owned),
+            message,
+        };
+        let mut root: toml::Table =
+            toml::from_str(text).map_err(|e| parse_err(e.message().to_owned()))?;
+        let mut overridden = Vec::new();
+        for (name, value) in env {
+            if let Some(path) = override_path(&name) {
+                apply_override(&mut root, &path, &value).map_err(|m| ConfigError::Parse {
+                    origin: Some(format!("environment variable {name}")),
+                    message: m,
+                })?;
+                overridden.push(name);
+            }
+        }
+        let mut config: Config = Config::deserialize(toml::Value::Table(root)).map_err(|e| {
+            let origin = if overridden.is_empty() {
+                origin.map(str::to_owned)
+            } else {
+                Some(format!(
+                    "{} with overrides from {}",
+                    origin.unwrap_or("defaults"),
+                    overridden.join(", ")
+                ))
+            };
+            ConfigError::Parse {
+                origin,
+                message: e.message().to_owned(),
+            }
+        })?;
+        config.resolve_secret_files()?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Loads `path` (or nothing) plus the process environment.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let text = match path {
+            Some(p) => std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                path: p.to_owned(),
+                source,
+            })?,
+            None => String::new(),
+        };
+        let origin = path.map(|p| p.display().to_string());
+        Config::from_toml_with_env(&text, origin.as_deref(), std::env::vars())
+    }
+
+    /// True when no pixel is configured: sluice runs against the sandbox.
+    pub fn is_zero_config(&self) -> bool {
+        self.pixels.is_empty()
+    }
+
+    pub fn store_path(&self) -> PathBuf {
+        self.store
+            .path
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("queue.sqlite"))
+    }
+
+    pub fn pixel(&self, id: &str) -> Option<&PixelConfig> {
+        self.pixels.iter().find(|p| p.id == id)
+    }
+
+    fn resolve_secret_files(&mut self) -> Result<(), ConfigError> {
+        for pixel in &mut self.pixels {
+            if let Some(file) = &pixel.access_token_file {
+                pixel.access_token = Some(read_secret(file)?);
+            }
+        }
+        for key in &mut self.api_keys {
+            if let Some(file) = &key.key_file {
+                key.key = Some(read_secret(file)?);
+            }
+        }
+        if let Some(file) = &self.admin.key_file {
+            self.admin.key = Some(read_secret(file)?);
+        }
+        Ok(())
+    }
+
+    /// Cross-field checks serde cannot express.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if self.delivery.batch_size == 0
+            || self.delivery.batch_size > sluice_core::MAX_EVENTS_PER_REQUEST
+        {
+            return invalid(format!(
+                "delivery.batch_size must be between 1 and 1000, got {}",
+                self.delivery.batch_size
+            ));
+        }
+        if self.delivery.concurrency_per_pixel == 0 {
+            return invalid("delivery.concurrency_per_pixel must be at least 1".into());
+        }
+        if self.delivery.backoff_base_ms == 0
+            || self.delivery.backoff_max_ms < self.delivery.backoff_base_ms
+        {
+            return invalid(
+                "delivery.backoff_base_ms must be > 0 and <= delivery.backoff_max_ms".into(),
+            );
+        }
+        if !matches!(self.store.synchronous.as_str(), "full" | "normal") {
+            return invalid(format!(
+                "store.synchronous must be \"full\" or \"normal\", got {:?}",
+                self.store.synchronous
+            ));
+        }
+        if self.store.backend != "sqlite" {
+            return invalid(format!(
+                "store.backend {:?} is not available in this build (use \"sqlite\")",
+                self.store.backend
+            ));
+        }
+        if self.store.dedup_window_hours == 0 {
+            return invalid("store.dedup_window_hours must be at least 1".into());
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for pixel in &self.pixels {
+            if pixel.id.is_empty() || !pixel.id.bytes().all(|b| b.is_ascii_digit()) {
+                return invalid(format!(
+                    "pixels: id {:?} must be the numeric pixel (dataset) id",
+                    pixel.id
+                ));
+            }
+            if !seen.insert(pixel.id.as_str()) {
+                return invalid(format!("pixels: id {} is listed twice", pixel.id));
+            }
+            if pixel
+                .access_token
+                .as_ref()
+                .is_none_or(|t| t.expose().trim().is_empty())
+            {
+                return invalid(format!(
+                    "pixels: pixel {} needs access_token or access_token_file (or SLUICE_PIXELS__N__ACCESS_TOKEN)",
+                    pixel.id
+                ));
+            }
+        }
+        for key in &self.api_keys {
+            if key.key.as_ref().is_none_or(|k| k.expose().len() < 16) {
+                return invalid(format!(
+                    "api_keys: key {:?} needs key or key_file with at least 16 characters",
+                    key.name
+                ));
+            }
+            for pixel in &key.pixels {
+                if self.pixel(pixel).is_none() {
+                    return invalid(format!(
+                        "api_keys: key {:?} is bound to pixel {pixel}, which is not in [[pixels]]",
+                        key.name
+                    ));
+                }
+            }
+        }
+        if let Some(region) = &self.normalize.default_region {
+            if region.len() != 2 || !region.bytes().all(|b| b.is_ascii_alphabetic()) {
+                return invalid(format!(
+                    "normalize.default_region must be an ISO 3166 alpha-2 code such as US, got {region:?}"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn read_secret(path: &Path) -> Result<Secret, ConfigError> {
+    std::fs::read_to_string(path)
+        .map(|s| Secret::new(s.trim_end()))
+        .map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })
+}
+
+/// `SLUICE_DELIVERY__BATCH_SIZE` → `["delivery", "batch_size"]`; `None` for
+/// variables that do not name a configuration key.
+fn override_path(name: &str) -> Option<Vec<String>> {
+    let rest = name.strip_prefix("SLUICE_")?;
+    let path: Vec<String> = rest.split("__").map(str::to_ascii_lowercase).collect();
+    SECTIONS.contains(&path[0].as_str()).then_some(path)
+}
+
+fn apply_override(root: &mut toml::Table, path: &[String], raw: &str) -> Result<(), String> {
+    let (last, parents) = path.split_last().ok_or("empty key")?;
+    let mut table = root;
+    let mut walked = String::new();
+    for key in parents {
+        walked.push_str(key);
+        let slot = table
+            .entry(key.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        table = match slot {
+            toml::Value::Table(t) => t,
+            toml::Value::Array(items) => {
+                return apply_array_override(
+                    items,
+                    &path[walked.split('.').count()..],
+                    raw,
+                    &walked,
+                );
+            }
+            _ => return Err(format!("{walked} is not a table")),
+        };
+        walked.push('.');
+    }
+    let textual = matches!(table.get(last), Some(toml::Value::String(_))) || is_text_key(last);
+    table.insert(last.clone(), parse_env_value(raw, textual));
+    Ok(())
+}
+
+/// `SLUICE_PIXELS__0__ACCESS_TOKEN`: index into an array of tables; index
+/// `len` appends a new table.
+fn apply_array_override(
+    items: &mut Vec<toml::Value>,
+    rest: &[String],
+    raw: &str,
+    at: &str,
+) -> Result<(), String> {
+    let (index, rest) = rest.split_first().ok_or(format!("{at} needs an index"))?;
+    let i: usize = index
+        .parse()
+        .map_err(|_| format!("{at}: {index:?} is not an index"))?;
+    if i == items.len() {
+        items.push(toml::Value::Table(toml::Table::new()));
+    }
+    let len = items.len();
+    let item = items
+        .get_mut(i)
+        .ok_or(format!("{at}: index {i} is past the end ({len} entries)"))?;
+    let toml::Value::Table(table) = item else {
+        return Err(format!("{at}[{i}] is not a table"));
+    };
+    if rest.is_empty() {
+        return Err(format!("{at}[{i}] needs a key"));
+    }
+    apply_override(table, rest, raw)
+}
+
+/// Keys whose values are always text, however they look (`12345` is a fine token).
+fn is_text_key(key: &str) -> bool {
+    const TEXT_SUFFIXES: [&str; 14] = [
+        "token", "key", "secret", "id", "code", "url", "path", "dir", "file", "listen", "region",
+        "name", "version", "agent",
+    ];
+    TEXT_SUFFIXES.iter().any(|s| key.ends_with(s)) || matches!(key, "backend" | "synchronous")
+}
+
+/// Environment values are text; read numbers, booleans and arrays as TOML
+/// unless the file already holds a string there.
+fn parse_env_value(raw: &str, prefer_string: bool) -> toml::Value {
+    if !prefer_string {
+        if let Ok(mut t) = toml::from_str::<toml::Table>(&format!("v = {raw}")) {
+            if let Some(v) = t.remove("v") {
+                return v;
+            }
+        }
+    }
+    toml::Value::String(raw.to_owned())
+}
+
+/// Pretty summary of which keys each pixel and API key has, for `check-config`.
+pub fn describe(config: &Config) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    out.insert("listen".into(), config.server.listen.to_string());
+    out.insert("store".into(), config.store_path().display().to_string());
+    out.insert(
+        "destination".into(),
+        match (&config.delivery.graph_url, config.is_zero_config()) {
+            (Some(url), _) => url.clone(),
+            (None, true) => "built-in sandbox (nothing goes to Meta)".into(),
+            (None, false) => "https://graph.facebook.com".into(),
+        },
+    );
+    out.insert(
+        "pixels".into(),
+        config
+            .pixels
+            .iter()
+            .map(|p| p.id.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    out.insert(
+        "api_keys".into(),
+        config
+            .api_keys
+            .iter()
+            .map(|k| format!("{} -> [{}]", k.name, k.pixels.join(", ")))
+            .collect::<Vec<_>>()
+            .join("; "),
+    );
+    out.insert(
+        "admin_api".into(),
+        if config.admin.key.is_some() {
+            "on"
+        } else {
+            "off"
+        }
+        .into(),
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    const FILE: &str = r#"
+data_dir = "/var/lib/sluice"
+[server]
+listen = "127.0.0.1:9000"
+trusted_proxies = ["10.0.0.0/8"]
+[[pixels]]
+id = "1234567890"
+access_token = "EAAB-file-token"
+[[api_keys]]
+name = "shop"
+key = "0123456789abcdef0123"
+pixels = ["1234567890"]
+"#;
+
+    #[test]
+    fn empty_file_is_zero_config() {
+        let c = Config::from_toml_with_env("", None, env(&[])).unwrap();
+        assert!(c.is_zero_config());
+        assert_eq!(c.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.store_path(), PathBuf::from("sluice-data/queue.sqlite"));
+    }
+
+    #[test]
+    fn file_and_env_overrides() {
+        let c = Config::from_toml_with_env(
+            FILE,
+            Some("sluice.toml"),
+            env(&[
+                ("SLUICE_SERVER__LISTEN", "0.0.0.0:8081"),
+                ("SLUICE_DELIVERY__BATCH_SIZE", "250"),
+                ("SLUICE_PIXELS__0__ACCESS_TOKEN", "EAAB-env-token"),
+                ("SLUICE_PIXELS__1__ID", "42"),
+                ("SLUICE_PIXELS__1__ACCESS_TOKEN", "12345"),
+                ("SLUICE_ACCESS_TOKEN", "not-config"),
+                ("PATH", "/bin"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.server.listen.to_string(), "0.0.0.0:8081");
+        assert_eq!(c.delivery.batch_size, 250);
+        assert_eq!(
+            c.pixels[0].access_token.as_ref().unwrap().expose(),
+            "EAAB-env-token"
+        );
+        assert_eq!(c.pixels[1].id, "42");
+        assert_eq!(c.pixels[1].access_token.as_ref().unwrap().expose(), "12345");
+        assert!(!c.is_zero_config());
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_their_name() {
+        let err =
+            Config::from_toml_with_env("[server]\nlisten_addr = \"x\"", Some("s.toml"), env(&[]))
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("listen_addr") && err.contains("s.toml"),
+            "{err}"
+        );
+        let err = Config::from_toml_with_env("", None, env(&[("SLUICE_SERVER__LISTN", "x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("listn") && err.contains("SLUICE_SERVER__LISTN"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn cross_field_checks_never_print_secrets() {
+        let text = FILE.replace("pixels = [\"1234567890\"]", "pixels = [\"999\"]");
+        let err = Config::from_toml_with_env(&text, None, env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("999") && !err.contains("0123456789abcdef"),
+            "{err}"
+        );
+        let text = FILE.replace("access_token = \"EAAB-file-token\"", "");
+        let err = Config::from_toml_with_env(&text, None, env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("access_token"), "{err}");
+        let err = Config::from_toml_with_env("[delivery]\nbatch_size = 1001", None, env(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("batch_size"), "{err}");
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug() {
+        let c = Config::from_toml_with_env(FILE, None, env(&[])).unwrap();
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("EAAB-file-token") && !dbg.contains("0123456789abcdef"));
+    }
+}

@@ -1,0 +1,161 @@
+//! Runs the pipeline over the events of one request and commits the survivors.
+//!
+//! A request's events are prepared one by one (CPU only), then handed to the
+//! store in a single `enqueue`, which returns once they are durably committed;
+//! only then does the handler answer. Per-event outcomes come back in order.
+
+use crate::metrics as m;
+use crate::pipeline::{self, RequestContext};
+use crate::state::AppState;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use sluice_core::validate::Problem;
+use sluice_store::{EnqueueOutcome, NewEvent, StoreError};
+
+/// One event of a request, stripped of sluice fields, with its pixel resolved.
+pub struct IngestItem {
+    pub path: String,
+    pub pixel_id: String,
+    pub event: Map<String, Value>,
+    pub test_event_code: Option<String>,
+}
+
+/// What happened to one event.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum ItemOutcome {
+    Accepted {
+        event_id: String,
+        /// 0–10, one decimal (see `sluice_core::match_quality`).
+        match_quality: f64,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        warnings: Vec<Problem>,
+    },
+    Duplicate {
+        event_id: String,
+        first_source: String,
+    },
+    Rejected {
+        problems: Vec<Problem>,
+    },
+}
+
+impl ItemOutcome {
+    pub fn rejected(problem: Problem) -> Self {
+        ItemOutcome::Rejected {
+            problems: vec![problem],
+        }
+    }
+}
+
+/// Prepares every item, enqueues the good ones in one commit, and returns one
+/// outcome per item (items that failed before this point are passed through in
+/// `early` by index).
+pub async fn ingest(
+    state: &AppState,
+    ctx: &RequestContext,
+    items: Vec<IngestItem>,
+) -> Result<Vec<ItemOutcome>, StoreError> {
+    let source = ctx.source.as_str();
+    let mut outcomes: Vec<Option<ItemOutcome>> = Vec::with_capacity(items.len());
+    let mut to_store: Vec<NewEvent> = Vec::new();
+    let mut stored_index: Vec<(usize, String, f32, Vec<Problem>)> = Vec::new();
+
+    for (index, mut item) in items.into_iter().enumerate() {
+        let pixel_label = state.pixel_label(&item.pixel_id);
+        metrics::counter!(m::EVENTS_RECEIVED, "source" => source, "pixel" => pixel_label.clone())
+            .increment(1);
+        pipeline::enrich(&mut item.event, ctx);
+        match pipeline::prepare(Value::Object(item.event), ctx, &state.normalize, &item.path) {
+            Err(rejection) => {
+                count_rejection(source, &rejection.problems);
+                outcomes.push(Some(ItemOutcome::Rejected {
+                    problems: rejection.problems,
+                }));
+            }
+            Ok(prepared) => {
+                for w in prepared
+                    .warnings
+                    .iter()
+                    .filter(|w| w.path.contains(".user_data."))
+                {
+                    metrics::counter!(m::FIELDS_DROPPED, "source" => source, "code" => w.code)
+                        .increment(1);
+                }
+                metrics::histogram!(m::MATCH_QUALITY, "pixel" => pixel_label)
+                    .record(f64::from(prepared.match_quality));
+                let event = &prepared.event;
+                let event_id = event.event_id.clone().unwrap_or_default();
+                to_store.push(NewEvent {
+                    pixel_id: item.pixel_id.clone(),
+                    event_name: event.event_name.clone(),
+                    event_id: event_id.clone(),
+                    event_time: event.event_time,
+                    source: ctx.source.store_source(),
+                    payload: prepared.payload,
+                    user_keys: event.user_data.person_keys(),
+                    test_event_code: item
+                        .test_event_code
+                        .clone()
+                        .or_else(|| state.test_event_code_for(&item.pixel_id, ctx.source)),
+                    hold_until_ms: None,
+                });
+                stored_index.push((index, event_id, prepared.match_quality, prepared.warnings));
+                outcomes.push(None);
+            }
+        }
+    }
+
+    if !to_store.is_empty() {
+        let labels: Vec<(String, &'static str)> = to_store
+            .iter()
+            .map(|e| {
+                (
+                    state.pixel_label(&e.pixel_id),
+                    m::event_name_label(&e.event_name),
+                )
+            })
+            .collect();
+        let results = state.store.enqueue(to_store, state.now_ms()).await?;
+        for ((outcome, (index, event_id, quality, warnings)), (pixel, name)) in
+            results.into_iter().zip(stored_index).zip(labels)
+        {
+            outcomes[index] = Some(match outcome {
+                EnqueueOutcome::Queued { .. } => {
+                    metrics::counter!(m::EVENTS_ACCEPTED, "source" => source, "pixel" => pixel, "event_name" => name)
+                        .increment(1);
+                    ItemOutcome::Accepted {
+                        event_id,
+                        match_quality: (f64::from(quality) * 10.0).round() / 10.0,
+                        warnings,
+                    }
+                }
+                EnqueueOutcome::Duplicate { first_source, .. } => {
+                    metrics::counter!(m::EVENTS_DUPLICATE, "source" => source, "pixel" => pixel)
+                        .increment(1);
+                    ItemOutcome::Duplicate {
+                        event_id,
+                        first_source: first_source.as_str().to_owned(),
+                    }
+                }
+            });
+        }
+    }
+    Ok(outcomes
+        .into_iter()
+        .map(|o| {
+            o.unwrap_or_else(|| {
+                ItemOutcome::rejected(Problem::error("internal", "$", "no outcome"))
+            })
+        })
+        .collect())
+}
+
+pub fn count_rejection(source: &'static str, problems: &[Problem]) {
+    let code = problems
+        .iter()
+        .find(|p| p.is_error())
+        .map(|p| p.code)
+        .unwrap_or("unknown");
+    metrics::counter!(m::EVENTS_REJECTED, "source" => source, "code" => code).increment(1);
+}

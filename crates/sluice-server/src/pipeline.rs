@@ -1,0 +1,355 @@
+//! The ingest pipeline, one plain function per stage.
+//!
+//! ```text
+//! take sluice fields → enrich → check (structure + rules) → consent → normalize+hash
+//!     → final wire check → score → (dedup + enqueue, in the store)
+//! ```
+//!
+//! Each stage is a function of (event, context) returning the event or a typed
+//! rejection, so it is tested alone, without a server. Raw personal data exists
+//! only inside these functions' arguments; what leaves [`prepare`] is hashed.
+
+use serde_json::{Map, Value};
+use sluice_core::validate::{self, Problem, ValidationContext};
+use sluice_core::{ServerEvent, match_quality};
+use sluice_normalize::NormalizeOptions;
+use std::net::IpAddr;
+
+/// Which endpoint an event came through; decides enrichment and strictness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Browser,
+    Backend,
+    Graph,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Browser => "browser",
+            Source::Backend => "backend",
+            Source::Graph => "graph",
+        }
+    }
+
+    pub fn store_source(self) -> sluice_store::EventSource {
+        match self {
+            Source::Browser => sluice_store::EventSource::Browser,
+            Source::Backend => sluice_store::EventSource::Backend,
+            Source::Graph => sluice_store::EventSource::Graph,
+        }
+    }
+}
+
+/// What the request tells us beyond the event itself.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub source: Source,
+    /// Unix seconds when the request arrived.
+    pub now: i64,
+    /// The browser's address (browser source only; a backend's socket address
+    /// is the shop's server, not the buyer).
+    pub client_ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+}
+
+/// sluice's own fields, taken off an event before it goes to Meta.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SluiceFields {
+    pub pixel_id: Option<String>,
+    /// Consent signals, read by the consent stage.
+    pub consent: Option<Value>,
+    pub gdpr: Option<Value>,
+    pub gdpr_consent: Option<Value>,
+}
+
+/// Stage 1: removes `pixel_id`, `consent`, `gdpr`, `gdpr_consent`.
+pub fn take_sluice_fields(event: &mut Map<String, Value>) -> SluiceFields {
+    let pixel_id = event.remove("pixel_id").and_then(|v| match v {
+        Value::String(s) => Some(s),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    });
+    SluiceFields {
+        pixel_id,
+        consent: event.remove("consent"),
+        gdpr: event.remove("gdpr"),
+        gdpr_consent: event.remove("gdpr_consent"),
+    }
+}
+
+/// The `event_id` used when an event carries none but names an order: the same
+/// rule sluice.js applies in the browser, so both copies of a purchase share it.
+pub fn event_id_for_order(order_id: &str) -> String {
+    format!("order-{order_id}")
+}
+
+/// Stage 2: fills what the sender left out. `event_time` defaults to now;
+/// `event_id` to `order-<order_id>` or a random UUID; browser events get the
+/// client IP and user agent of the request when they carry none.
+pub fn enrich(event: &mut Map<String, Value>, ctx: &RequestContext) {
+    if !event.contains_key("event_time") {
+        event.insert("event_time".into(), Value::from(ctx.now));
+    }
+    if !event.contains_key("event_id") {
+        let order_id = event
+            .get("custom_data")
+            .and_then(|cd| cd.get("order_id"))
+            .and_then(|v| match v {
+                Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
+                Value::Number(n) => Some(n.to_string()),
+                _ => None,
+            });
+        let id = match order_id {
+            Some(order) => event_id_for_order(&order),
+            None => uuid::Uuid::new_v4().to_string(),
+        };
+        event.insert("event_id".into(), Value::String(id));
+    }
+    if ctx.source == Source::Browser {
+        if let Some(Value::Object(user_data)) = event.get_mut("user_data") {
+            if let Some(ip) = ctx.client_ip {
+                user_data
+                    .entry("client_ip_address")
+                    .or_insert_with(|| Value::String(ip.to_string()));
+            }
+            if let Some(ua) = &ctx.user_agent {
+                user_data
+                    .entry("client_user_agent")
+                    .or_insert_with(|| Value::String(ua.clone()));
+            }
+        }
+    }
+}
+
+/// An event ready for the store: hashed, checked, serialized.
+#[derive(Debug, Clone)]
+pub struct PreparedEvent {
+    pub event: ServerEvent,
+    pub payload: Vec<u8>,
+    pub match_quality: f32,
+    /// Warnings worth returning to the sender (dropped fields, missing event_id…).
+    pub warnings: Vec<Problem>,
+}
+
+/// Why an event was not accepted.
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    pub problems: Vec<Problem>,
+}
+
+/// Stages 3–6 for one event object (already stripped of sluice fields and
+/// enriched): check, normalize and hash, check again as Meta would, score.
+pub fn prepare(
+    value: Value,
+    ctx: &RequestContext,
+    normalize: &NormalizeOptions,
+    path: &str,
+) -> Result<PreparedEvent, Rejection> {
+    let mut problems = Vec::new();
+    // Graph-compatible senders must send what Meta accepts (hashed user data),
+    // so they see from sluice what Meta would have told them.
+    let check_ctx = if ctx.source == Source::Graph {
+        ValidationContext::for_wire(ctx.now)
+    } else {
+        ValidationContext::for_ingest(ctx.now)
+    };
+    let event = validate::check_event_value(&value, &check_ctx, path, &mut problems);
+    drop(value);
+    let Some(mut event) = event else {
+        return Err(Rejection { problems });
+    };
+    if problems.iter().any(Problem::is_error) {
+        return Err(Rejection { problems });
+    }
+    let mut warnings: Vec<Problem> = problems;
+
+    for rejected in sluice_normalize::hash_user_data(&mut event.user_data, normalize) {
+        warnings.push(Problem::warning(
+            rejected.code(),
+            format!("{path}.user_data.{}", rejected.field()),
+            format!("{} dropped: {}", rejected.field(), rejected.error),
+        ));
+    }
+
+    // The final gate: exactly what Meta will see, with hashes only.
+    let mut wire_problems = Vec::new();
+    validate::validate_event(
+        &event,
+        &ValidationContext::for_wire(ctx.now),
+        path,
+        &mut wire_problems,
+    );
+    if wire_problems.iter().any(Problem::is_error) {
+        wire_problems.retain(Problem::is_error);
+        wire_problems.extend(
+            warnings
+                .into_iter()
+                .filter(|w| w.code != "missing_event_id"),
+        );
+        return Err(Rejection {
+            problems: wire_problems,
+        });
+    }
+    let payload = match serde_json::to_vec(&event) {
+        Ok(p) => p,
+        Err(_) => {
+            return Err(Rejection {
+                problems: vec![Problem::error(
+                    "internal",
+                    path,
+                    "event could not be serialized",
+                )],
+            });
+        }
+    };
+    let match_quality = match_quality::estimate(&event.user_data).score;
+    Ok(PreparedEvent {
+        event,
+        payload,
+        match_quality,
+        warnings,
+    })
+}
+
+/// The client IP of a request: walk `X-Forwarded-For` from the right, skipping
+/// our own trusted proxies, and stop at the first address we don't control. A
+/// socket peer that is not a trusted proxy is the client, whatever the header
+/// says (anyone can send that header).
+pub fn client_ip(peer: IpAddr, forwarded_for: Option<&str>, trusted: &[ipnet::IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let Some(header) = forwarded_for else {
+        return peer;
+    };
+    let mut client = peer;
+    for hop in header.rsplit(',') {
+        let Ok(ip) = hop.trim().parse::<IpAddr>() else {
+            break;
+        };
+        client = ip;
+        if !is_trusted(&ip) {
+            break;
+        }
+    }
+    client
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const NOW: i64 = 1_795_860_000;
+
+    fn ctx(source: Source) -> RequestContext {
+        RequestContext {
+            source,
+            now: NOW,
+            client_ip: Some("2001:db8::9".parse().unwrap()),
+            user_agent: Some("Mozilla/5.0 test".into()),
+        }
+    }
+
+    fn opts() -> NormalizeOptions {
+        NormalizeOptions::new(2026)
+    }
+
+    fn raw_event() -> Value {
+        json!({
+            "event_name": "Purchase",
+            "action_source": "website",
+            "event_source_url": "https://shop.example.com/done",
+            "pixel_id": "123",
+            "consent": {"ad_user_data": "granted"},
+            "user_data": {"em": "  Jane.Doe@Example.COM ", "ph": "+1 (650) 555-1212", "client_user_agent": "UA"},
+            "custom_data": {"value": 10, "currency": "EUR", "order_id": "A-77"}
+        })
+    }
+
+    #[test]
+    fn sluice_fields_are_taken_off() {
+        let mut v = raw_event();
+        let fields = take_sluice_fields(v.as_object_mut().unwrap());
+        assert_eq!(fields.pixel_id.as_deref(), Some("123"));
+        assert!(fields.consent.is_some());
+        assert!(v.get("pixel_id").is_none() && v.get("consent").is_none());
+    }
+
+    #[test]
+    fn enrich_defaults_time_and_order_based_event_id() {
+        let mut v = raw_event();
+        let m = v.as_object_mut().unwrap();
+        take_sluice_fields(m);
+        enrich(m, &ctx(Source::Backend));
+        assert_eq!(m["event_time"], json!(NOW));
+        assert_eq!(m["event_id"], json!("order-A-77"));
+        // Backend events never get the caller's socket address as the buyer's IP.
+        assert!(m["user_data"].get("client_ip_address").is_none());
+        let mut b = raw_event();
+        let m = b.as_object_mut().unwrap();
+        enrich(m, &ctx(Source::Browser));
+        assert_eq!(m["user_data"]["client_ip_address"], json!("2001:db8::9"));
+        assert_eq!(
+            m["user_data"]["client_user_agent"],
+            json!("UA"),
+            "sent value wins"
+        );
+    }
+
+    #[test]
+    fn prepare_hashes_and_scores() {
+        let mut v = raw_event();
+        let m = v.as_object_mut().unwrap();
+        take_sluice_fields(m);
+        enrich(m, &ctx(Source::Backend));
+        let prepared = prepare(v, &ctx(Source::Backend), &opts(), "$").unwrap();
+        let payload = String::from_utf8(prepared.payload).unwrap();
+        assert!(
+            !payload.contains("Jane") && !payload.contains("jane"),
+            "{payload}"
+        );
+        assert!(
+            payload.contains("86e0b9e56c17cc4d12387e1949b85053fbe73bc3ce5a1188713a9d300cc6133d")
+        );
+        assert!(!prepared.event.user_data.has_raw_values());
+        assert!(prepared.match_quality > 4.0);
+    }
+
+    #[test]
+    fn graph_source_rejects_unhashed_data_like_meta() {
+        let mut v = raw_event();
+        let m = v.as_object_mut().unwrap();
+        take_sluice_fields(m);
+        enrich(m, &ctx(Source::Graph));
+        let err = prepare(v, &ctx(Source::Graph), &opts(), "data[0]").unwrap_err();
+        assert!(err.problems.iter().any(|p| p.code == "unhashed_user_data"));
+    }
+
+    #[test]
+    fn an_event_left_without_identifiers_is_rejected() {
+        let v = json!({
+            "event_name": "Lead", "event_time": NOW, "event_id": "x", "action_source": "email",
+            "user_data": {"em": "not-an-email"}
+        });
+        let err = prepare(v, &ctx(Source::Backend), &opts(), "$").unwrap_err();
+        let codes: Vec<&str> = err.problems.iter().map(|p| p.code).collect();
+        assert!(codes.contains(&"no_customer_information"), "{codes:?}");
+    }
+
+    #[test]
+    fn client_ip_walks_trusted_proxies_only() {
+        let trusted: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap()];
+        let peer: IpAddr = "10.1.1.1".parse().unwrap();
+        assert_eq!(
+            client_ip(peer, Some("198.51.100.7, 203.0.113.5, 10.2.2.2"), &trusted).to_string(),
+            "203.0.113.5"
+        );
+        let outsider: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(client_ip(outsider, Some("203.0.113.5"), &trusted), outsider);
+        assert_eq!(client_ip(peer, Some("garbage"), &trusted), peer);
+        assert_eq!(client_ip(peer, None, &trusted), peer);
+    }
+}

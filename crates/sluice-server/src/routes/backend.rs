@@ -1,0 +1,277 @@
+//! `POST /v1/events`: the backend API for shops, CRMs and webhooks.
+//!
+//! Body: one event, or `{"data": [...], "pixel_id"?: "...", "test_event_code"?: "..."}`
+//! with up to 1000 events, in CAPI's JSON shape with raw or hashed user data.
+//! The pixel comes from the event's `pixel_id`, the envelope's, or the API key's
+//! binding when it names exactly one pixel. Each event gets its own outcome: a
+//! batch is never all-or-nothing. The answer comes after the accepted events
+//! are committed to the queue.
+
+use crate::error::{ApiError, body_error};
+use crate::ingest::{self, IngestItem, ItemOutcome};
+use crate::pipeline::{self, RequestContext, Source};
+use crate::state::{ApiKey, AppState};
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use sluice_core::MAX_EVENTS_PER_REQUEST;
+use sluice_core::validate::Problem;
+use std::sync::Arc;
+
+const SOURCE: &str = "backend";
+
+pub async fn post_events(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    match handle(&state, &headers, body).await {
+        Ok(response) => response,
+        Err(err) => err.counted(SOURCE).into_response(),
+    }
+}
+
+async fn handle(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let key = authenticate(state, headers)?;
+    let body = body.map_err(body_error)?;
+    let value: Value = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_json",
+            format!(
+                "body is not valid JSON (line {}, column {})",
+                e.line(),
+                e.column()
+            ),
+        )
+    })?;
+    drop(body);
+
+    let Envelope {
+        events,
+        pixel: envelope_pixel,
+        test_event_code: envelope_code,
+        batch,
+    } = split_envelope(value)?;
+    let now_ms = state.now_ms();
+    let ctx = RequestContext {
+        source: Source::Backend,
+        now: now_ms / 1000,
+        client_ip: None,
+        user_agent: None,
+    };
+
+    let mut early: Vec<Option<ItemOutcome>> = Vec::with_capacity(events.len());
+    let mut items = Vec::with_capacity(events.len());
+    for (i, event) in events.into_iter().enumerate() {
+        let path = if batch {
+            format!("data[{i}]")
+        } else {
+            "$".to_owned()
+        };
+        let Value::Object(mut object) = event else {
+            early.push(Some(ItemOutcome::rejected(Problem::error(
+                "invalid_type",
+                path,
+                "an event must be a JSON object",
+            ))));
+            continue;
+        };
+        let fields = pipeline::take_sluice_fields(&mut object);
+        let pixel = fields
+            .pixel_id
+            .or_else(|| envelope_pixel.clone())
+            .or_else(|| key.and_then(|k| (k.pixels.len() == 1).then(|| k.pixels[0].clone())));
+        let Some(pixel) = pixel else {
+            early.push(Some(ItemOutcome::rejected(Problem::error(
+                "missing_pixel_id",
+                format!("{path}.pixel_id"),
+                "say which pixel this event is for: pixel_id on the event or beside data",
+            ))));
+            continue;
+        };
+        if !state.pixel_allowed(&pixel, key) {
+            early.push(Some(ItemOutcome::rejected(Problem::error(
+                "pixel_not_allowed",
+                format!("{path}.pixel_id"),
+                "this API key may not write to that pixel (or the pixel is not configured)",
+            ))));
+            continue;
+        }
+        early.push(None);
+        items.push(IngestItem {
+            path,
+            pixel_id: pixel,
+            event: object,
+            test_event_code: envelope_code.clone(),
+        });
+    }
+    for outcome in early.iter().flatten() {
+        if let ItemOutcome::Rejected { problems } = outcome {
+            ingest::count_rejection(SOURCE, problems);
+        }
+    }
+
+    let pixels: Vec<String> = items.iter().map(|i| i.pixel_id.clone()).collect();
+    let mut processed = ingest::ingest(state, &ctx, items)
+        .await
+        .map_err(|_| ApiError::store_unavailable())?
+        .into_iter();
+    for pixel in dedup_sorted(pixels) {
+        state.wake_delivery(&pixel);
+    }
+    let results: Vec<ItemOutcome> = early
+        .into_iter()
+        .map(|e| {
+            e.unwrap_or_else(|| {
+                processed.next().unwrap_or_else(|| {
+                    ItemOutcome::rejected(Problem::error("internal", "$", "no outcome"))
+                })
+            })
+        })
+        .collect();
+    Ok(respond(results))
+}
+
+fn authenticate<'a>(
+    state: &'a AppState,
+    headers: &HeaderMap,
+) -> Result<Option<&'a ApiKey>, ApiError> {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(str::trim);
+    if state.zero_config() {
+        return Ok(None);
+    }
+    let Some(presented) = presented else {
+        return Err(ApiError::unauthorized(
+            "send an API key from sluice.toml [[api_keys]] as 'Authorization: Bearer <key>'",
+        ));
+    };
+    state
+        .find_api_key(presented)
+        .map(Some)
+        .ok_or_else(|| ApiError::unauthorized("unknown API key"))
+}
+
+/// The events of a request and what the envelope says about all of them.
+struct Envelope {
+    events: Vec<Value>,
+    pixel: Option<String>,
+    test_event_code: Option<String>,
+    /// `{"data": [...]}` rather than a single event (decides the JSON paths).
+    batch: bool,
+}
+
+fn split_envelope(value: Value) -> Result<Envelope, ApiError> {
+    match value {
+        Value::Object(mut object) if object.contains_key("data") => {
+            let pixel = match object.remove("pixel_id") {
+                Some(Value::String(s)) => Some(s),
+                Some(Value::Number(n)) => Some(n.to_string()),
+                _ => None,
+            };
+            let code = object
+                .remove("test_event_code")
+                .and_then(|v| v.as_str().map(str::to_owned));
+            let Some(Value::Array(data)) = object.remove("data") else {
+                return Err(ApiError::bad_request(
+                    "invalid_type",
+                    "data must be an array of events",
+                ));
+            };
+            if let Some(key) = object.keys().next() {
+                let key: String = key.chars().take(64).collect();
+                return Err(ApiError::bad_request(
+                    "unknown_field",
+                    format!(
+                        "unexpected key {key:?} beside data (allowed: data, pixel_id, test_event_code)"
+                    ),
+                ));
+            }
+            if data.is_empty() {
+                return Err(ApiError::bad_request(
+                    "empty_data",
+                    "data must contain at least one event",
+                ));
+            }
+            if data.len() > MAX_EVENTS_PER_REQUEST {
+                return Err(ApiError::bad_request(
+                    "too_many_events",
+                    format!(
+                        "{} events in one request; at most {MAX_EVENTS_PER_REQUEST}",
+                        data.len()
+                    ),
+                ));
+            }
+            Ok(Envelope {
+                events: data,
+                pixel,
+                test_event_code: code,
+                batch: true,
+            })
+        }
+        Value::Object(_) => Ok(Envelope {
+            events: vec![value],
+            pixel: None,
+            test_event_code: None,
+            batch: false,
+        }),
+        _ => Err(ApiError::bad_request(
+            "invalid_type",
+            "body must be an event object or {\"data\": [...]}",
+        )),
+    }
+}
+
+fn respond(results: Vec<ItemOutcome>) -> Response {
+    let count = |f: fn(&ItemOutcome) -> bool| results.iter().filter(|r| f(r)).count();
+    let accepted = count(|r| matches!(r, ItemOutcome::Accepted { .. }));
+    let duplicates = count(|r| matches!(r, ItemOutcome::Duplicate { .. }));
+    let rejected = count(|r| matches!(r, ItemOutcome::Rejected { .. }));
+    let status = if accepted + duplicates == 0 {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    let results: Vec<Value> = results
+        .into_iter()
+        .enumerate()
+        .map(|(index, r)| {
+            let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
+            if let Value::Object(o) = &mut v {
+                o.insert("index".into(), Value::from(index));
+            }
+            v
+        })
+        .collect();
+    (
+        status,
+        Json(json!({
+            "received": results.len(),
+            "accepted": accepted,
+            "duplicates": duplicates,
+            "rejected": rejected,
+            "results": results,
+        })),
+    )
+        .into_response()
+}
+
+fn dedup_sorted(mut pixels: Vec<String>) -> Vec<String> {
+    pixels.sort_unstable();
+    pixels.dedup();
+    pixels
+}

@@ -1,0 +1,6 @@
+//! HTTP handlers, one module per audience.
+
+pub mod admin;
+pub mod backend;
+pub mod graph;
+pub mod health;

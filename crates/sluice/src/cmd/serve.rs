@@ -1,0 +1,131 @@
+//! `sluice serve` and `sluice check-config`.
+
+use anyhow::Context;
+use clap::Args;
+use sluice_server::config::{Config, describe};
+use sluice_server::{Gateway, StartOptions};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Configuration file (TOML). Without one, sluice starts in zero-config mode:
+    /// 127.0.0.1, a queue under ./sluice-data, and a built-in sandbox instead of Meta.
+    #[arg(long, short, env = "SLUICE_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on (overrides server.listen).
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Directory for the queue and other state (overrides data_dir).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Send to this Graph API base URL instead (e.g. a `sluice emulate` at
+    /// http://127.0.0.1:4100); overrides delivery.graph_url.
+    #[arg(long)]
+    pub graph_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckConfigArgs {
+    /// The file to check (the SLUICE_* environment is applied on top).
+    pub file: Option<PathBuf>,
+}
+
+pub fn load(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
+    Ok(Config::load(path)?)
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    super::init_logging();
+    let mut config = load(args.config.as_deref())?;
+    if let Some(listen) = args.listen {
+        config.server.listen = listen;
+    }
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    if let Some(url) = args.graph_url {
+        config.delivery.graph_url = Some(url);
+    }
+    config.check()?;
+    let runtime = super::runtime()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+        let zero_config = config.is_zero_config();
+        let graph_url = config.delivery.graph_url.clone();
+        let gateway = Gateway::start(config, listener, StartOptions::default()).await?;
+        banner(gateway.addr, zero_config, graph_url.as_deref());
+        wait_for_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests and deliveries");
+        gateway.shutdown().await;
+        tracing::info!("stopped");
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn banner(addr: SocketAddr, zero_config: bool, graph_url: Option<&str>) {
+    eprintln!(
+        "sluice {} listening on http://{addr}",
+        env!("CARGO_PKG_VERSION")
+    );
+    if zero_config {
+        match graph_url {
+            Some(url) => eprintln!(
+                "zero-config mode: events go to {url} (any pixel id and token are accepted and forwarded as given)"
+            ),
+            None => {
+                eprintln!(
+                    "zero-config mode: events go to the built-in sandbox; NOTHING is sent to Meta."
+                );
+                eprintln!("  see what arrived: curl http://{addr}/_sandbox/_emulator/events");
+            }
+        }
+        eprintln!(
+            "  the backend API needs no key in this mode: curl -X POST http://{addr}/v1/events -d @event.json"
+        );
+        eprintln!(
+            "  to send to Meta, write a sluice.toml with [[pixels]] id + access_token and run: sluice serve --config sluice.toml"
+        );
+    }
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+pub fn check_config(args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
+    match Config::load(args.file.as_deref()) {
+        Ok(config) => {
+            for (key, value) in describe(&config) {
+                println!("{key:>12}: {value}");
+            }
+            println!("configuration is valid");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
