@@ -329,6 +329,67 @@ async fn an_aborted_transaction_fails_every_command_in_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_write_lock_fails_writes_as_busy_then_clears() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let options = SqliteOptions {
+        busy_timeout: Duration::from_millis(20),
+        ..SqliteOptions::default()
+    };
+    let store = Arc::new(SqliteStore::open(&path, options).await.unwrap());
+    let lock = hold_write_lock(&path);
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            store
+                .enqueue(
+                    vec![event(
+                        "p1",
+                        "Purchase",
+                        &format!("e{i}"),
+                        EventSource::Backend,
+                    )],
+                    T0,
+                )
+                .await
+        }));
+    }
+    for task in tasks {
+        let err = task.await.unwrap().expect_err("the lock is held");
+        assert_eq!(err.code(), "store_busy", "{err}");
+        assert!(err.is_transient());
+    }
+    assert_eq!(
+        store.check_writable().await.unwrap_err().code(),
+        "store_busy"
+    );
+    lock.execute_batch("ROLLBACK").unwrap();
+    let mut log = Vec::new();
+    for _ in 0..5 {
+        log.push(format!(
+            "{:?} {:?}",
+            store.check_writable().await,
+            store.writer_stats()
+        ));
+    }
+    eprintln!("{log:#?}");
+
+    store.check_writable().await.expect("writable again");
+    let ids = store
+        .enqueue(
+            vec![event("p1", "Purchase", "e0", EventSource::Backend)],
+            T0,
+        )
+        .await
+        .unwrap();
+    assert!(
+        ids[0].queued_id().is_some(),
+        "the failed attempt left no ledger entry"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refuses_files_that_are_not_sluice_stores() {
     let dir = tempfile::tempdir().unwrap();
 

@@ -214,7 +214,7 @@ impl SqliteStore {
         self.commands
             .send(make(reply))
             .map_err(|_| StoreError::Closed)?;
-        self.counters.submitted.fetch_add(1, Ordering::Relaxed);
+        self.counters.submitted.fetch_add(1, Ordering::Release);
         answer.await.map_err(|_| StoreError::Closed)?
     }
 

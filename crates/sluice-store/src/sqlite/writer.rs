@@ -28,6 +28,10 @@
 //!   `COMMIT` fails, every command of the batch gets that error and nothing
 //!   of the batch is committed. No caller ever sees `Ok` for a write that is
 //!   not durable.
+//! - If `BEGIN IMMEDIATE` fails (another process held the write lock past
+//!   `busy_timeout`), the command and every command that was already
+//!   queued when that attempt started fail at once with `store_busy`, a transient error (the gateway answers
+//!   503 and the client retries), instead of each waiting out the timeout.
 //! - The channel is unbounded, but every sender awaits its answer, so the
 //!   backlog is bounded by the number of concurrent callers (the HTTP
 //!   server's concurrency limit).
@@ -288,6 +292,36 @@ where
     }
 }
 
+/// The writer's end of the channel, counting what it has taken out (to
+/// compare with `WriterCounters::submitted`).
+struct Inbox {
+    commands: Receiver<Command>,
+    received: u64,
+}
+
+// === impl Inbox ===
+
+impl Inbox {
+    fn recv(&mut self) -> Option<Command> {
+        let command = self.commands.recv().ok()?;
+        self.received += 1;
+        Some(command)
+    }
+
+    fn try_recv(&mut self) -> Result<Command, TryRecvError> {
+        let command = self.commands.try_recv()?;
+        self.received += 1;
+        Ok(command)
+    }
+
+    /// `None` on timeout or disconnection: either way, commit what we have.
+    fn recv_timeout(&mut self, timeout: Duration) -> Option<Command> {
+        let command = self.commands.recv_timeout(timeout).ok()?;
+        self.received += 1;
+        Some(command)
+    }
+}
+
 /// Runs a parameterless statement through the statement cache: the
 /// savepoint pair runs for every command, so it should not be re-parsed.
 fn execute_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
@@ -303,13 +337,35 @@ pub(crate) fn run_writer(
     counters: Arc<WriterCounters>,
 ) {
     let max_rows = config.group_commit_max_rows.max(1);
-    while let Ok(first) = commands.recv() {
+    let mut inbox = Inbox {
+        commands,
+        received: 0,
+    };
+    while let Some(first) = inbox.recv() {
         if let Command::Shutdown { reply } = first {
             let _ = reply.send(());
             return;
         }
+        let sent_before_begin = counters.submitted.load(Ordering::Acquire);
         if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-            first.fail(sql_error(e));
+            // Typically another process held the lock past the busy
+            // timeout. The commands that were already queued when this
+            // attempt started have waited as long: fail them now too,
+            // instead of letting each wait out its own timeout in turn.
+            // Later arrivals get a fresh attempt.
+            let error = sql_error(e);
+            tracing::warn!(code = error.code(), error = %error, "cannot begin a write transaction");
+            first.fail(error.clone());
+            while inbox.received < sent_before_begin {
+                match inbox.try_recv() {
+                    Ok(Command::Shutdown { reply }) => {
+                        let _ = reply.send(());
+                        return;
+                    }
+                    Ok(waiting) => waiting.fail(error.clone()),
+                    Err(_) => break,
+                }
+            }
             continue;
         }
 
@@ -338,7 +394,7 @@ pub(crate) fn run_writer(
             if rows >= max_rows {
                 break;
             }
-            next = match commands.try_recv() {
+            next = match inbox.try_recv() {
                 Ok(command) => Some(command),
                 Err(TryRecvError::Disconnected) => None,
                 Err(TryRecvError::Empty) => {
@@ -346,8 +402,7 @@ pub(crate) fn run_writer(
                     if now >= deadline {
                         None
                     } else {
-                        // Timeout or disconnection: commit what we have.
-                        commands.recv_timeout(deadline - now).ok()
+                        inbox.recv_timeout(deadline - now)
                     }
                 }
             };
