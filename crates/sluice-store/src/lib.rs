@@ -24,14 +24,16 @@
 //!   deterministic and time can be moved across a 48 h window in one call.
 //! - **Ordering.** `lease` returns a pixel's due events ordered by the
 //!   instant they became due, then by arrival. For events enqueued without a
-//!   hold and never retried, that is plain arrival order. (Strict arrival
+//!   hold and never retried (and a `now_ms` that does not go backwards),
+//!   that is plain arrival order. (Strict arrival
 //!   order across retried events would force a scan of every waiting retry
 //!   on each lease; see `sqlite::schema`.)
 //! - **No personal data in the clear.** The store sees only hashed payloads
 //!   and hashed user keys. Nothing here logs a payload or puts one in an error.
 //!
-//! [`conformance`] (feature `conformance`) checks all of this against any
-//! backend; [`SqliteStore`] is the embedded default.
+//! The `conformance` module (feature `conformance`) checks all of this
+//! against any backend; [`SqliteStore`] is the embedded default. The crate's
+//! README.md summarizes the contract and the decisions behind it.
 
 mod error;
 mod ids;
