@@ -5,8 +5,18 @@
 //! constants); tests shrink the durations. [`EngineConfig::validate`] turns
 //! nonsense (a batch of 0 or 1001, a lease shorter than a request) into an
 //! error before anything starts.
+//!
+//! # Dynamic pixels
+//!
+//! [`EngineConfig::pixels`] is fixed at start. For a zero-config or sandbox
+//! setup, where any pixel id is accepted and its token is only known at run
+//! time, set [`EngineConfig::pixel_resolver`]: the engine asks it for the
+//! [`PixelConfig`] of a pixel that has due events but no lane, and opens a
+//! lane for it (at most [`EngineConfig::max_dynamic_lanes`] of them).
 
 use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_core::{MAX_EVENTS_PER_REQUEST, Secret};
@@ -34,6 +44,8 @@ pub const DEFAULT_MAX_ATTEMPTS: u32 = 12;
 pub const DEFAULT_MAX_SPLIT_REQUESTS: usize = 64;
 /// Default safety margin of the age guard.
 pub const DEFAULT_AGE_MARGIN: Duration = Duration::from_secs(60);
+/// Default cap on lanes opened through a [`PixelResolver`].
+pub const DEFAULT_MAX_DYNAMIC_LANES: usize = 1000;
 
 /// What to do with `test_event_code` for one pixel.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -90,12 +102,78 @@ impl PixelConfig {
     }
 }
 
+/// Supplies the configuration of pixels that are not in
+/// [`EngineConfig::pixels`], at run time.
+///
+/// The engine calls [`resolve`](Self::resolve) from its dispatcher when it
+/// finds due events for a pixel without a lane (at most about once per
+/// `poll_interval` per such pixel, plus once after a
+/// [`LaneWaker::wake`](crate::LaneWaker::wake) for it). A `Some` opens a
+/// lane that lives until the engine stops, so the resolver is not asked
+/// about that pixel again; a `None` leaves the events queued and the pixel
+/// reported as unconfigured, and the resolver is asked again later (a
+/// token may become known in the meantime).
+///
+/// It runs on the dispatcher task: keep it fast and non-blocking (a map
+/// look-up, not a network call). It is only asked about numeric pixel ids
+/// (as Meta's are; anything else could change the path the token is sent
+/// to). The returned `pixel_id` must be the one asked for and the token
+/// must not be empty, or the pixel is treated as unconfigured; so is a
+/// pixel whose resolver call panics.
+///
+/// Closures `Fn(&str) -> Option<PixelConfig>` are resolvers.
+pub trait PixelResolver: Send + Sync + 'static {
+    /// The configuration for `pixel_id`, or `None` if it is unknown (yet).
+    fn resolve(&self, pixel_id: &str) -> Option<PixelConfig>;
+}
+
+impl<F> PixelResolver for F
+where
+    F: Fn(&str) -> Option<PixelConfig> + Send + Sync + 'static,
+{
+    fn resolve(&self, pixel_id: &str) -> Option<PixelConfig> {
+        self(pixel_id)
+    }
+}
+
+impl PixelConfig {
+    /// Why a resolver's answer for `pixel_id` cannot be used, if it cannot.
+    /// The reason never contains a secret.
+    pub(crate) fn refusal_for(&self, pixel_id: &str) -> Option<&'static str> {
+        if self.pixel_id != pixel_id {
+            return Some("the resolver returned the configuration of another pixel");
+        }
+        if self.access_token.expose().is_empty() {
+            return Some("the resolver returned an empty access token");
+        }
+        None
+    }
+}
+
+/// Whether `pixel_id` may get a lane from the resolver: a numeric id, as
+/// Meta's are. Anything else could change the path the token is sent to.
+pub(crate) fn is_dynamic_pixel_id(pixel_id: &str) -> bool {
+    (1..=64).contains(&pixel_id.len()) && pixel_id.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// Settings of the whole engine.
-#[derive(Debug, Clone)]
+///
+/// `Debug` shows no secret: tokens are [`Secret`]s and the resolver is
+/// shown only as present or absent.
+#[derive(Clone)]
 pub struct EngineConfig {
     /// The pixels to deliver for. Events queued for any other pixel stay in
-    /// the queue (and are reported once in the log).
+    /// the queue (and are reported once in the log), unless
+    /// `pixel_resolver` supplies a configuration for it.
     pub pixels: Vec<PixelConfig>,
+    /// Supplies, at run time, the configuration of pixels not in `pixels`
+    /// (zero-config and sandbox mode). `None`: only `pixels` are delivered.
+    pub pixel_resolver: Option<Arc<dyn PixelResolver>>,
+    /// Most lanes opened through `pixel_resolver`. Beyond it, further
+    /// pixels are treated as unconfigured (and a warning is logged once).
+    /// Each such lane runs `concurrency_per_pixel` workers and adds its
+    /// pixel id as a metrics label.
+    pub max_dynamic_lanes: usize,
     /// HTTP client settings shared by all pixels.
     pub client: ClientConfig,
     /// Most events per request (1..=1000).
@@ -134,6 +212,8 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             pixels: Vec::new(),
+            pixel_resolver: None,
+            max_dynamic_lanes: DEFAULT_MAX_DYNAMIC_LANES,
             client: ClientConfig::default(),
             max_batch_size: DEFAULT_MAX_BATCH_SIZE,
             linger: DEFAULT_LINGER,
@@ -148,6 +228,51 @@ impl Default for EngineConfig {
             age_margin: DEFAULT_AGE_MARGIN,
             rng_seed: None,
         }
+    }
+}
+
+impl fmt::Debug for EngineConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Destructured so that a new field cannot be forgotten here.
+        let EngineConfig {
+            pixels,
+            pixel_resolver,
+            max_dynamic_lanes,
+            client,
+            max_batch_size,
+            linger,
+            concurrency_per_pixel,
+            lease,
+            poll_interval,
+            backoff,
+            max_attempts,
+            retry_policy,
+            breaker,
+            max_split_requests,
+            age_margin,
+            rng_seed,
+        } = self;
+        f.debug_struct("EngineConfig")
+            .field("pixels", pixels)
+            .field(
+                "pixel_resolver",
+                &pixel_resolver.as_ref().map(|_| "<resolver>"),
+            )
+            .field("max_dynamic_lanes", max_dynamic_lanes)
+            .field("client", client)
+            .field("max_batch_size", max_batch_size)
+            .field("linger", linger)
+            .field("concurrency_per_pixel", concurrency_per_pixel)
+            .field("lease", lease)
+            .field("poll_interval", poll_interval)
+            .field("backoff", backoff)
+            .field("max_attempts", max_attempts)
+            .field("retry_policy", retry_policy)
+            .field("breaker", breaker)
+            .field("max_split_requests", max_split_requests)
+            .field("age_margin", age_margin)
+            .field("rng_seed", rng_seed)
+            .finish()
     }
 }
 
@@ -251,6 +376,54 @@ mod tests {
                 matches!(config.validate(), Err(EngineError::InvalidConfig(_))),
                 "case {i}"
             );
+        }
+    }
+
+    #[test]
+    fn closures_are_resolvers_and_debug_shows_no_token() {
+        let resolver: Arc<dyn PixelResolver> = Arc::new(|pixel: &str| {
+            (pixel == "42").then(|| PixelConfig::new(pixel, Secret::new("TOKEN-FROM-RESOLVER")))
+        });
+        assert!(resolver.resolve("43").is_none());
+        let resolved = resolver.resolve("42").unwrap();
+        assert_eq!(resolved.refusal_for("42"), None);
+        assert!(resolved.refusal_for("43").is_some());
+        assert!(
+            PixelConfig::new("42", Secret::new(""))
+                .refusal_for("42")
+                .is_some()
+        );
+
+        let config = EngineConfig {
+            pixels: vec![PixelConfig {
+                app_secret: Some(Secret::new("APP-SECRET-VALUE")),
+                ..PixelConfig::new("1", Secret::new("CONFIGURED-TOKEN"))
+            }],
+            pixel_resolver: Some(resolver),
+            ..EngineConfig::default()
+        };
+        config.validate().unwrap();
+        let debug = format!("{config:?}");
+        for secret in [
+            "TOKEN-FROM-RESOLVER",
+            "CONFIGURED-TOKEN",
+            "APP-SECRET-VALUE",
+        ] {
+            assert!(!debug.contains(secret), "{debug}");
+        }
+        assert!(
+            debug.contains(r#"pixel_resolver: Some("<resolver>")"#),
+            "{debug}"
+        );
+        assert!(debug.contains("max_dynamic_lanes: 1000"), "{debug}");
+        assert!(format!("{:?}", EngineConfig::default()).contains("pixel_resolver: None"));
+    }
+
+    #[test]
+    fn only_numeric_pixel_ids_get_dynamic_lanes() {
+        assert!(is_dynamic_pixel_id("1234567890"));
+        for id in ["", "abc", "12/../34", "12?x=1", "1 2", &"9".repeat(65)] {
+            assert!(!is_dynamic_pixel_id(id), "{id:?}");
         }
     }
 

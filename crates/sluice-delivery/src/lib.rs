@@ -17,6 +17,9 @@
 //!   `sluice_store::Store`: per-pixel lanes, batching with linger, bounded
 //!   concurrency, ack / retry / release / dead-letter, graceful drain.
 //!   Configured by [`config`], observed through [`status`] and [`metrics`].
+//!   Besides the configured pixels, a [`PixelResolver`] can supply pixels
+//!   and their tokens at run time (zero-config and sandbox mode); each gets
+//!   a lane of its own, up to [`EngineConfig::max_dynamic_lanes`].
 //!
 //! Nothing here logs an access token or an event payload; errors carry
 //! neither.
@@ -71,7 +74,7 @@ pub mod usage;
 pub use backoff::{Backoff, BackoffError};
 pub use breaker::{Admission, BreakerConfig, BreakerState, CircuitBreaker, Ticket, TripCause};
 pub use client::{BatchOptions, ClientConfig, Credentials, GraphClient};
-pub use config::{EngineConfig, EngineError, PixelConfig, TestEventMode};
+pub use config::{EngineConfig, EngineError, PixelConfig, PixelResolver, TestEventMode};
 pub use engine::{DeliveryEngine, LaneWaker};
 pub use error::{ClientBuildError, DeliveryError, TransportKind};
 pub use retry::{MetaRetryPolicy, RetryPolicy, Verdict};

@@ -1,15 +1,17 @@
 //! The lanes' shared state, and the read-only view of it for `/readyz` and
 //! the dashboard.
 //!
-//! Each lane (one per configured pixel) holds its circuit breaker and a small
-//! record of what happened last; its workers update both after every batch.
-//! [`DeliveryStatus`] is a cheap, cloneable handle that snapshots them. Times
+//! Each lane (one per configured pixel, plus one per pixel opened at run
+//! time through a [`PixelResolver`](crate::PixelResolver)) holds its circuit
+//! breaker and a small record of what happened last; its workers update both
+//! after every batch. [`DeliveryStatus`] is a cheap, cloneable handle that
+//! snapshots them, and sees lanes opened after it was taken. Times
 //! in the snapshot are Unix milliseconds, so they can be shown and compared
 //! with the store's; nothing in it is secret (no token, no payload).
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -33,6 +35,17 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Read-locks, shrugging off poisoning: the lane registries behind these
+/// locks are only ever appended to, one whole entry at a time.
+pub(crate) fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Write-locks, shrugging off poisoning (see [`read`]).
+pub(crate) fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// A lane's record of recent events, updated by its workers.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct LaneInfo {
@@ -50,6 +63,8 @@ pub(crate) struct LaneInfo {
 #[derive(Debug)]
 pub(crate) struct LaneShared {
     pub pixel_id: Arc<str>,
+    /// Opened at run time through the pixel resolver.
+    pub dynamic: bool,
     pub breaker: Mutex<CircuitBreaker>,
     pub info: Mutex<LaneInfo>,
     /// Pinged when the pixel may have due events.
@@ -59,9 +74,10 @@ pub(crate) struct LaneShared {
 }
 
 impl LaneShared {
-    pub fn new(pixel_id: &str, breaker: CircuitBreaker) -> Self {
+    pub fn new(pixel_id: &str, dynamic: bool, breaker: CircuitBreaker) -> Self {
         LaneShared {
             pixel_id: Arc::from(pixel_id),
+            dynamic,
             breaker: Mutex::new(breaker),
             info: Mutex::new(LaneInfo::default()),
             wake: Notify::new(),
@@ -75,6 +91,9 @@ impl LaneShared {
 pub struct LaneStatus {
     /// The pixel.
     pub pixel_id: String,
+    /// Whether the lane was opened at run time through the pixel resolver
+    /// rather than configured.
+    pub dynamic: bool,
     /// `"closed"`, `"open"` or `"half_open"`.
     pub breaker: &'static str,
     /// Why the breaker last opened (`"transient"`, `"rate_limited"`,
@@ -112,7 +131,9 @@ pub struct DeliveryStatus {
 
 #[derive(Debug)]
 struct StatusInner {
-    lanes: Vec<Arc<LaneShared>>,
+    /// Configured lanes in configuration order, then dynamic lanes in the
+    /// order they were opened. Only ever appended to.
+    lanes: RwLock<Vec<Arc<LaneShared>>>,
     ticks: AtomicU64,
     unconfigured: Mutex<BTreeSet<String>>,
 }
@@ -121,7 +142,7 @@ impl DeliveryStatus {
     pub(crate) fn new(lanes: Vec<Arc<LaneShared>>) -> Self {
         DeliveryStatus {
             inner: Arc::new(StatusInner {
-                lanes,
+                lanes: RwLock::new(lanes),
                 ticks: AtomicU64::new(0),
                 unconfigured: Mutex::new(BTreeSet::new()),
             }),
@@ -132,18 +153,32 @@ impl DeliveryStatus {
         self.inner.ticks.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Records a pixel with queued events but no configuration; returns
-    /// `true` the first time, so it is logged once.
+    /// Records a pixel with queued events but no lane; returns `true` the
+    /// first time, so it is logged once.
     pub(crate) fn note_unconfigured(&self, pixel_id: &str) -> bool {
-        lock(&self.inner.unconfigured).insert(pixel_id.to_owned())
+        let mut unconfigured = lock(&self.inner.unconfigured);
+        if unconfigured.contains(pixel_id) {
+            return false;
+        }
+        unconfigured.insert(pixel_id.to_owned())
     }
 
-    /// Every lane, in configuration order.
+    /// Adds a lane opened at run time; its pixel is no longer reported as
+    /// unconfigured.
+    pub(crate) fn add_lane(&self, lane: Arc<LaneShared>) {
+        lock(&self.inner.unconfigured).remove(&*lane.pixel_id);
+        write(&self.inner.lanes).push(lane);
+    }
+
+    /// Every lane: the configured ones in configuration order, then those
+    /// opened at run time, oldest first.
     pub fn lanes(&self) -> Vec<LaneStatus> {
         let now = Instant::now();
         let now_ms = unix_ms();
-        self.inner
-            .lanes
+        // Snapshotting locks each lane's breaker and record; done outside
+        // the registry's lock so workers and the dispatcher never wait on it.
+        let lanes = read(&self.inner.lanes).clone();
+        lanes
             .iter()
             .map(|lane| snapshot(lane, now, now_ms))
             .collect()
@@ -153,11 +188,19 @@ impl DeliveryStatus {
     pub fn lane(&self, pixel_id: &str) -> Option<LaneStatus> {
         let now = Instant::now();
         let now_ms = unix_ms();
-        self.inner
-            .lanes
+        let lane = read(&self.inner.lanes)
             .iter()
             .find(|lane| &*lane.pixel_id == pixel_id)
-            .map(|lane| snapshot(lane, now, now_ms))
+            .cloned();
+        lane.map(|lane| snapshot(&lane, now, now_ms))
+    }
+
+    /// How many lanes were opened at run time through the pixel resolver.
+    pub fn dynamic_lanes(&self) -> usize {
+        read(&self.inner.lanes)
+            .iter()
+            .filter(|lane| lane.dynamic)
+            .count()
     }
 
     /// How many times the engine has looked at the queue; a number that
@@ -166,7 +209,9 @@ impl DeliveryStatus {
         self.inner.ticks.load(Ordering::Relaxed)
     }
 
-    /// Pixels that had due events but no configuration.
+    /// Pixels that have had due events but no lane (not configured, refused
+    /// by the pixel resolver, or beyond `max_dynamic_lanes`). A pixel for
+    /// which a lane is opened later leaves this list.
     pub fn unconfigured_pixels(&self) -> Vec<String> {
         lock(&self.inner.unconfigured).iter().cloned().collect()
     }
@@ -189,6 +234,7 @@ fn snapshot(lane: &LaneShared, now: Instant, now_ms: i64) -> LaneStatus {
     };
     LaneStatus {
         pixel_id: lane.pixel_id.to_string(),
+        dynamic: lane.dynamic,
         breaker: state.as_str(),
         breaker_cause,
         paused_until_ms,

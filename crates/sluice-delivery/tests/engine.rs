@@ -4,8 +4,9 @@
 //! millisecond-scale backoff, cooldowns and poll intervals so the scenarios
 //! finish fast, and no assertion depends on a timing.
 
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -13,7 +14,7 @@ use sluice_core::Secret;
 use sluice_delivery::breaker::BreakerConfig;
 use sluice_delivery::{
     Backoff, ClientConfig, DeliveryEngine, EngineConfig, MetaRetryPolicy, PixelConfig,
-    TestEventMode,
+    PixelResolver, TestEventMode,
 };
 use sluice_emulator::{Emulator, EmulatorConfig, Fault, FaultRule, RunningEmulator};
 use sluice_store::{
@@ -126,6 +127,18 @@ impl Harness {
 
     async fn queued(&self) -> u64 {
         self.store.stats(now_ms()).await.unwrap().queued
+    }
+
+    /// Events still queued for `pixel`.
+    async fn queued_for(&self, pixel: &str) -> u64 {
+        self.store
+            .stats(now_ms())
+            .await
+            .unwrap()
+            .per_pixel
+            .iter()
+            .find(|p| p.pixel_id == pixel)
+            .map_or(0, |p| p.queued)
     }
 
     async fn dead_letters(&self) -> Vec<sluice_store::DeadLetter> {
@@ -577,4 +590,363 @@ async fn invalid_config_is_refused() {
     config.max_batch_size = 1001;
     let err = DeliveryEngine::spawn(h.store.clone(), config, async {}).unwrap_err();
     assert!(err.to_string().contains("max_batch_size"), "{err}");
+}
+
+// ---------------------------------------------------------------------------
+// Dynamic lanes: pixels supplied at run time by a `PixelResolver`.
+// ---------------------------------------------------------------------------
+
+const PIXEL_A: &str = "1111";
+const PIXEL_B: &str = "2222";
+const TOKEN_A: &str = "token-of-a";
+const TOKEN_B: &str = "token-of-b";
+
+/// A resolver backed by a map the test can change while the engine runs; it
+/// records every pixel it is asked about.
+#[derive(Clone, Default)]
+struct Directory {
+    known: Arc<Mutex<HashMap<String, PixelConfig>>>,
+    asked: Arc<Mutex<Vec<String>>>,
+}
+
+impl Directory {
+    fn insert(&self, config: PixelConfig) {
+        self.known
+            .lock()
+            .unwrap()
+            .insert(config.pixel_id.clone(), config);
+    }
+
+    fn asked(&self) -> Vec<String> {
+        self.asked.lock().unwrap().clone()
+    }
+
+    fn times_asked(&self, pixel: &str) -> usize {
+        self.asked().iter().filter(|p| *p == pixel).count()
+    }
+
+    fn resolver(&self) -> Arc<dyn PixelResolver> {
+        let directory = self.clone();
+        Arc::new(move |pixel: &str| {
+            directory.asked.lock().unwrap().push(pixel.to_owned());
+            directory.known.lock().unwrap().get(pixel).cloned()
+        })
+    }
+}
+
+/// Fast settings with no configured pixel and `directory` as the resolver.
+fn dynamic_config(h: &Harness, directory: &Directory) -> EngineConfig {
+    EngineConfig {
+        pixel_resolver: Some(directory.resolver()),
+        ..h.config(Vec::new())
+    }
+}
+
+fn events_for(pixel: &str, prefix: &str, n: u32) -> Vec<NewEvent> {
+    let now = now_secs();
+    (0..n)
+        .map(|i| new_event(pixel, &payload(&format!("{prefix}{i:03}"), now - 60), None))
+        .collect()
+}
+
+fn prefixed(prefix: &str, n: u32) -> Vec<String> {
+    let mut ids: Vec<String> = (0..n).map(|i| format!("{prefix}{i:03}")).collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn a_resolver_opens_lanes_with_the_tokens_and_endpoints_it_returns() {
+    // Emulator 1 knows only pixel A, token A and the app secret; emulator 2
+    // only pixel B and token B. A lane sending with another pixel's token
+    // or to the other endpoint would be refused.
+    let h = Harness::new(EmulatorConfig {
+        tokens: Some(vec![TOKEN_A.to_owned()]),
+        pixels: Some(vec![PIXEL_A.to_owned()]),
+        app_secret: Some(APP_SECRET.to_owned()),
+        require_appsecret_proof: true,
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let other = Emulator::new(EmulatorConfig {
+        tokens: Some(vec![TOKEN_B.to_owned()]),
+        pixels: Some(vec![PIXEL_B.to_owned()]),
+        ..EmulatorConfig::default()
+    })
+    .unwrap()
+    .bind("127.0.0.1:0".parse().unwrap())
+    .await
+    .unwrap();
+
+    let directory = Directory::default();
+    directory.insert(PixelConfig {
+        app_secret: Some(Secret::new(APP_SECRET)),
+        ..PixelConfig::new(PIXEL_A, Secret::new(TOKEN_A))
+    });
+    directory.insert(PixelConfig {
+        base_url: Some(other.base_url()),
+        ..PixelConfig::new(PIXEL_B, Secret::new(TOKEN_B))
+    });
+    let mut backlog = events_for(PIXEL_A, "a", 12);
+    backlog.extend(events_for(PIXEL_B, "b", 7));
+    h.enqueue(backlog).await;
+
+    let (engine, tx) = start(h.store.clone(), dynamic_config(&h, &directory));
+    eventually("both pixels delivered", || async { h.queued().await == 0 }).await;
+    let status = engine.status();
+    stop(engine, tx).await;
+
+    assert_eq!(h.delivered_ids(PIXEL_A), prefixed("a", 12));
+    assert!(h.delivered_ids(PIXEL_B).is_empty());
+    let b_ids: Vec<String> = {
+        let mut ids: Vec<String> = other
+            .emulator()
+            .events_for(PIXEL_B)
+            .iter()
+            .map(|e| e.json()["event_id"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(b_ids, prefixed("b", 7));
+    assert!(other.emulator().events_for(PIXEL_A).is_empty());
+    assert_eq!(h.emulator().stats().rejected_requests, 0);
+    assert_eq!(other.emulator().stats().rejected_requests, 0);
+
+    // One lane each, opened once: the resolver is not asked again.
+    assert_eq!(directory.times_asked(PIXEL_A), 1);
+    assert_eq!(directory.times_asked(PIXEL_B), 1);
+    assert_eq!(status.dynamic_lanes(), 2);
+    assert!(status.unconfigured_pixels().is_empty());
+    let mut lanes = status.lanes();
+    lanes.sort_by(|x, y| x.pixel_id.cmp(&y.pixel_id));
+    let summary: Vec<(&str, bool, u64, &str)> = lanes
+        .iter()
+        .map(|l| (l.pixel_id.as_str(), l.dynamic, l.delivered, l.breaker))
+        .collect();
+    assert_eq!(
+        summary,
+        [(PIXEL_A, true, 12, "closed"), (PIXEL_B, true, 7, "closed")]
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_token_from_the_resolver_pauses_only_its_lane() {
+    let h = Harness::new(EmulatorConfig {
+        tokens: Some(vec![TOKEN_A.to_owned()]),
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let directory = Directory::default();
+    directory.insert(PixelConfig::new(PIXEL_A, Secret::new(TOKEN_A)));
+    directory.insert(PixelConfig::new(PIXEL_B, Secret::new("not-a-known-token")));
+    let mut backlog = events_for(PIXEL_A, "a", 5);
+    backlog.extend(events_for(PIXEL_B, "b", 4));
+    h.enqueue(backlog).await;
+
+    // Configured lanes and resolved ones live side by side.
+    let configured = PixelConfig::new(PIXEL, Secret::new(TOKEN_A));
+    h.enqueue(events_for(PIXEL, "c", 2)).await;
+    let config = EngineConfig {
+        pixels: vec![configured],
+        ..dynamic_config(&h, &directory)
+    };
+    let (engine, tx) = start(h.store.clone(), config);
+    let status = engine.status();
+    eventually("A and the configured pixel delivered, B paused", || async {
+        h.queued().await == 4
+            && status
+                .lane(PIXEL_B)
+                .is_some_and(|lane| lane.breaker == "open")
+    })
+    .await;
+    assert_eq!(h.delivered_ids(PIXEL_A), prefixed("a", 5));
+    assert_eq!(h.delivered_ids(PIXEL), prefixed("c", 2));
+    assert!(h.delivered_ids(PIXEL_B).is_empty());
+    assert_eq!(h.queued_for(PIXEL_B).await, 4);
+
+    let b = status.lane(PIXEL_B).unwrap();
+    assert!(b.dynamic);
+    assert_eq!(b.breaker_cause, Some("credentials"));
+    assert!(b.needs_attention());
+    assert_eq!(b.last_error_code.as_deref(), Some("190"));
+    let a = status.lane(PIXEL_A).unwrap();
+    assert_eq!((a.dynamic, a.breaker, a.delivered), (true, "closed", 5));
+    assert!(!status.lane(PIXEL).unwrap().dynamic);
+    assert_eq!(directory.times_asked(PIXEL), 0, "configured pixels win");
+    assert_eq!(status.lanes()[0].pixel_id, PIXEL, "configured lanes first");
+
+    // Waking the paused lane on purpose sends nothing more.
+    let ticks = status.ticks();
+    let waker = engine.waker();
+    eventually("20 more dispatcher rounds", || async {
+        waker.wake(PIXEL_B);
+        status.ticks() >= ticks + 20
+    })
+    .await;
+    assert_eq!(h.requests(PIXEL_B), 1, "exactly one request, then paused");
+    assert_eq!(h.queued_for(PIXEL_B).await, 4);
+    assert_eq!(directory.times_asked(PIXEL_B), 1);
+    stop(engine, tx).await;
+}
+
+#[tokio::test]
+async fn pixels_the_resolver_cannot_serve_stay_queued_and_are_reported() {
+    let h = Harness::new(EmulatorConfig::default()).await;
+    let directory = Directory::default();
+    // An answer for another pixel than the one asked about is refused.
+    let mismatched = PixelConfig::new("778", Secret::new(TOKEN_A));
+    directory
+        .known
+        .lock()
+        .unwrap()
+        .insert("777".to_owned(), mismatched);
+    let mut backlog = events_for("999", "u", 3);
+    backlog.extend(events_for("777", "m", 2));
+    backlog.extend(events_for("sandbox-pixel", "s", 1));
+    h.enqueue(backlog).await;
+
+    let (engine, tx) = start(h.store.clone(), dynamic_config(&h, &directory));
+    let status = engine.status();
+    eventually("the three pixels are reported", || async {
+        status.unconfigured_pixels() == ["777", "999", "sandbox-pixel"]
+    })
+    .await;
+    // Several more rounds: the resolver is asked again, nothing is sent.
+    let ticks = status.ticks();
+    eventually("5 more dispatcher rounds", || async {
+        status.ticks() >= ticks + 5
+    })
+    .await;
+    assert!(
+        directory.times_asked("999") >= 2,
+        "asked again on later ticks"
+    );
+    assert!(directory.times_asked("777") >= 1);
+    assert_eq!(
+        directory.times_asked("sandbox-pixel"),
+        0,
+        "non-numeric ids are never looked up"
+    );
+    assert!(status.lanes().is_empty());
+    assert_eq!(status.dynamic_lanes(), 0);
+    assert_eq!(h.queued().await, 6);
+    assert_eq!(h.emulator().stats().requests, 0);
+
+    // The token becomes known: the next tick opens the lane.
+    directory.insert(PixelConfig::new("999", Secret::new(TOKEN_A)));
+    eventually("999 delivered", || async { h.queued_for("999").await == 0 }).await;
+    assert_eq!(h.delivered_ids("999"), prefixed("u", 3));
+    assert_eq!(status.unconfigured_pixels(), ["777", "sandbox-pixel"]);
+    assert!(status.lane("999").unwrap().dynamic);
+    assert_eq!(h.queued().await, 3);
+    assert_eq!(h.requests("777"), 0);
+    stop(engine, tx).await;
+}
+
+#[tokio::test]
+async fn a_wake_for_a_new_pixel_opens_its_lane_without_waiting_for_a_tick() {
+    let h = Harness::new(EmulatorConfig::default()).await;
+    let directory = Directory::default();
+    directory.insert(PixelConfig::new(PIXEL_A, Secret::new(TOKEN_A)));
+    let mut config = dynamic_config(&h, &directory);
+    // After the first (immediate) tick the dispatcher does not look at the
+    // queue again within the test: only the wake-up can deliver.
+    config.poll_interval = Duration::from_secs(3600);
+    let (engine, tx) = start(h.store.clone(), config);
+    let status = engine.status();
+    eventually("the first tick", || async { status.ticks() >= 1 }).await;
+
+    h.enqueue(events_for(PIXEL_A, "a", 3)).await;
+    engine.waker().wake(PIXEL_A);
+    eventually("delivered after the wake-up", || async {
+        h.queued().await == 0
+    })
+    .await;
+    assert_eq!(h.delivered_ids(PIXEL_A), prefixed("a", 3));
+    assert_eq!(status.ticks(), 1, "no tick was involved");
+
+    // The lane exists now: a wake-up reaches it directly.
+    h.enqueue(events_for(PIXEL_A, "b", 2)).await;
+    engine.waker().wake(PIXEL_A);
+    eventually("delivered after the second wake-up", || async {
+        h.queued().await == 0
+    })
+    .await;
+    assert_eq!(directory.times_asked(PIXEL_A), 1);
+    assert_eq!(status.ticks(), 1);
+    stop(engine, tx).await;
+}
+
+#[tokio::test]
+async fn max_dynamic_lanes_bounds_the_lanes_the_resolver_opens() {
+    let h = Harness::new(EmulatorConfig::default()).await;
+    let directory = Directory::default();
+    directory.insert(PixelConfig::new(PIXEL_A, Secret::new(TOKEN_A)));
+    directory.insert(PixelConfig::new(PIXEL_B, Secret::new(TOKEN_B)));
+    let mut backlog = events_for(PIXEL_A, "a", 3);
+    backlog.extend(events_for(PIXEL_B, "b", 3));
+    h.enqueue(backlog).await;
+    let config = EngineConfig {
+        max_dynamic_lanes: 1,
+        ..dynamic_config(&h, &directory)
+    };
+    let (engine, tx) = start(h.store.clone(), config);
+    let status = engine.status();
+    eventually("one pixel delivered, the other reported", || async {
+        h.queued().await == 3 && status.unconfigured_pixels().len() == 1
+    })
+    .await;
+    let served = status.lanes()[0].pixel_id.clone();
+    let left = if served == PIXEL_A { PIXEL_B } else { PIXEL_A };
+    assert_eq!(status.unconfigured_pixels(), [left]);
+    assert_eq!(status.dynamic_lanes(), 1);
+
+    let ticks = status.ticks();
+    let waker = engine.waker();
+    eventually("5 more dispatcher rounds", || async {
+        waker.wake(left);
+        status.ticks() >= ticks + 5
+    })
+    .await;
+    assert_eq!(h.queued_for(left).await, 3);
+    assert_eq!(h.requests(left), 0);
+    assert_eq!(directory.times_asked(left), 0, "not asked beyond the limit");
+    assert_eq!(status.lanes().len(), 1);
+    stop(engine, tx).await;
+}
+
+#[tokio::test]
+async fn shutdown_drains_dynamic_lanes() {
+    let h = Harness::new(EmulatorConfig::default()).await;
+    h.emulator()
+        .set_faults(vec![FaultRule {
+            pixel: None,
+            after_requests: 0,
+            times: None,
+            fault: serde_json::from_value(json!({"kind": "latency", "ms": 300})).unwrap(),
+        }])
+        .unwrap();
+    let directory = Directory::default();
+    directory.insert(PixelConfig::new(PIXEL_A, Secret::new(TOKEN_A)));
+    directory.insert(PixelConfig::new(PIXEL_B, Secret::new(TOKEN_B)));
+    let mut backlog = events_for(PIXEL_A, "a", 3);
+    backlog.extend(events_for(PIXEL_B, "b", 3));
+    h.enqueue(backlog).await;
+    let mut config = dynamic_config(&h, &directory);
+    config.linger = Duration::ZERO;
+    config.concurrency_per_pixel = 1;
+    let (engine, tx) = start(h.store.clone(), config);
+    eventually("a request in flight for each pixel", || async {
+        h.requests(PIXEL_A) >= 1 && h.requests(PIXEL_B) >= 1
+    })
+    .await;
+    let status = engine.status();
+    stop(engine, tx).await;
+    // The engine returned only after the in-flight batches were acknowledged.
+    assert_eq!(h.queued().await, 0);
+    assert_eq!(h.delivered_ids(PIXEL_A), prefixed("a", 3));
+    assert_eq!(h.delivered_ids(PIXEL_B), prefixed("b", 3));
+    assert_eq!(status.lane(PIXEL_A).unwrap().delivered, 3);
+    assert_eq!(status.lane(PIXEL_B).unwrap().delivered, 3);
 }
