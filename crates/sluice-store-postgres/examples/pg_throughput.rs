@@ -25,9 +25,9 @@
 //! dedup window, printing throughput and dead tuples every 5 s, to show
 //! whether throughput collapses as dead rows accumulate.
 //!
-//! The server URL comes from `SLUICE_TEST_POSTGRES_URL` (default
-//! `postgres://postgres@127.0.0.1:5432/test`). Payloads are synthetic and
-//! never printed.
+//! The server URL comes from `SLUICE_BENCH_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/test?sslmode=disable`). Payloads
+//! are synthetic and never printed.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -78,9 +78,11 @@ fn parse_args() -> Args {
     args
 }
 
+/// Plain TCP by default, as in the baseline measurement (TLS would add
+/// encryption to every run); set the URL to measure with `sslmode=require`.
 fn url() -> String {
-    std::env::var("SLUICE_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+    std::env::var("SLUICE_BENCH_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test?sslmode=disable".to_owned())
 }
 
 /// A synthetic hashed event of about 700 bytes.
@@ -529,7 +531,7 @@ async fn soak(secs: u64, clients: usize) {
             async move {
                 client
                     .query_one(
-                        "SELECT COALESCE(n_dead_tup, 0), COALESCE(n_live_tup, 0)
+                        "SELECT COALESCE(n_dead_tup, 0), vacuum_count + autovacuum_count
                          FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = $2",
                         &[&schema, &table],
                     )
@@ -538,14 +540,23 @@ async fn soak(secs: u64, clients: usize) {
                     .unwrap_or((-1, -1))
             }
         };
-        let (queue_dead, _) = dead("queue").await;
-        let (ledger_dead, ledger_live) = dead("dedup_ledger").await;
+        let (queue_dead, queue_vacuums) = dead("queue").await;
+        let (ledger_dead, ledger_vacuums) = dead("dedup_ledger").await;
+        let size: i64 = client
+            .query_one(
+                "SELECT pg_total_relation_size(format('%I.queue', $1::text)::regclass)",
+                &[&schema],
+            )
+            .await
+            .map(|r| r.get(0))
+            .unwrap_or(-1);
         println!(
-            "| {t} | {:.0} | {:.0} | {} | {} | {queue_dead} | {ledger_dead} | {ledger_live} |",
+            "| {t} | {:.0} | {:.0} | {} | {} | {queue_dead} ({queue_vacuums}) | {} | {ledger_dead} ({ledger_vacuums}) |",
             (e - last_e) as f64 / 5.0,
             (d - last_d) as f64 / 5.0,
             e.saturating_sub(d),
             purged.load(Ordering::Relaxed),
+            size / (1024 * 1024),
         );
         (last_e, last_d) = (e, d);
     }

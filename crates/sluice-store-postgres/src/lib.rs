@@ -72,9 +72,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use sluice_store::{
-    DEFAULT_DEDUP_WINDOW_MS, DeadLetter, DeadLetterId, DeadLetterReason, DedupReportRow, DlqFilter,
-    EnqueueOutcome, EventRowId, ForgetReport, LeasedEvent, LedgerEntry, NewEvent, PixelStats,
-    PurgeReport, Store, StoreError, StoreStats,
+    AuditEntry, AuditFilter, AuditRow, DEFAULT_DEDUP_WINDOW_MS, DeadLetter, DeadLetterId,
+    DeadLetterReason, DedupReportRow, DlqFilter, EnqueueOutcome, EventRowId, ForgetReport,
+    LeasedEvent, LedgerEntry, NewEvent, PixelStats, PurgeReport, Store, StoreError, StoreStats,
 };
 use tokio::sync::{Mutex as AsyncMutex, mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -130,6 +130,20 @@ pub struct PostgresOptions {
     pub writers: usize,
     /// Ledger rows deleted per purge statement.
     pub purge_batch_rows: usize,
+    /// After purging, `purge` vacuums each hot table (queue, ledger, lease
+    /// batches, counters) whose dead tuples exceed this many and a fifth of
+    /// its live ones. Autovacuum normally gets there first (the migration
+    /// sets absolute thresholds), but a server with autovacuum off, or with
+    /// its workers busy elsewhere, would otherwise let a busy queue grow
+    /// without bound. Zero turns this off. Such a vacuum is throttled like
+    /// autovacuum (`vacuum_cost_delay`), and runs at most once per
+    /// [`PostgresOptions::vacuum_interval`] per table and node: an
+    /// unthrottled vacuum of a bloated queue starved the delivery lanes of
+    /// I/O in the soak test, and their slower leases then held back the
+    /// very horizon the vacuum needed.
+    pub vacuum_dead_rows: u64,
+    /// See [`PostgresOptions::vacuum_dead_rows`].
+    pub vacuum_interval: Duration,
     /// Apply the embedded migrations on connect (otherwise the schema must
     /// already be at [`SCHEMA_VERSION`]; `sluice migrate` applies them).
     pub run_migrations: bool,
@@ -158,6 +172,8 @@ impl Default for PostgresOptions {
             group_commit_max_wait: Duration::ZERO,
             writers: 4,
             purge_batch_rows: DEFAULT_PURGE_BATCH_ROWS,
+            vacuum_dead_rows: 100_000,
+            vacuum_interval: Duration::from_secs(60),
             run_migrations: true,
             synchronous_commit: true,
             tls_root_cert: None,
@@ -217,6 +233,8 @@ pub struct PostgresStore {
     requests: std::sync::Mutex<Option<mpsc::UnboundedSender<EnqueueRequest>>>,
     writers: AsyncMutex<Vec<JoinHandle<()>>>,
     closed: AtomicBool,
+    /// When this node last vacuumed each table.
+    vacuumed: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 // === impl PostgresStore ===
@@ -277,6 +295,7 @@ impl PostgresStore {
             requests: std::sync::Mutex::new(Some(tx)),
             writers: AsyncMutex::new(writers),
             closed: AtomicBool::new(false),
+            vacuumed: std::sync::Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -330,6 +349,78 @@ impl PostgresStore {
             message: "a count statement returned no row".to_owned(),
         })?;
         Ok(rows::count(row.try_get(0).map_err(pg_error)?))
+    }
+}
+
+// === maintenance ===
+
+impl PostgresStore {
+    /// Vacuums the hot tables that have piled up dead tuples (see
+    /// [`PostgresOptions::vacuum_dead_rows`]). `SKIP_LOCKED`: when another
+    /// node (or autovacuum) is already vacuuming a table, this one skips it.
+    async fn vacuum_if_bloated(&self) -> Result<(), StoreError> {
+        let threshold = i64::try_from(self.shared.options.vacuum_dead_rows).unwrap_or(i64::MAX);
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT relname::text FROM pg_catalog.pg_stat_user_tables
+                 WHERE schemaname = $1
+                   AND relname IN ('queue', 'dedup_ledger', 'lease_batches', 'pixel_counters')
+                   AND n_dead_tup >= $2 AND n_dead_tup * 5 >= n_live_tup",
+                &[&self.shared.options.schema, &threshold],
+            )
+            .await
+            .map_err(pg_error)?;
+        for row in rows {
+            let table: String = row.try_get(0).map_err(pg_error)?;
+            {
+                let mut vacuumed = self
+                    .vacuumed
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                let now = std::time::Instant::now();
+                if vacuumed
+                    .get(&table)
+                    .is_some_and(|at| now.duration_since(*at) < self.shared.options.vacuum_interval)
+                {
+                    continue;
+                }
+                vacuumed.insert(table.clone(), now);
+            }
+            // VACUUM refuses to run in a transaction block, so the session
+            // settings are changed and restored around it with separate
+            // statements: no timeout, autovacuum's throttle.
+            client
+                .batch_execute("SET statement_timeout = 0")
+                .await
+                .map_err(pg_error)?;
+            client
+                .batch_execute("SET vacuum_cost_delay = 2")
+                .await
+                .map_err(pg_error)?;
+            let started = std::time::Instant::now();
+            let result = client
+                .batch_execute(&format!(
+                    "VACUUM (SKIP_LOCKED) {}.{table}",
+                    self.shared.options.schema
+                ))
+                .await;
+            client
+                .batch_execute("RESET statement_timeout")
+                .await
+                .map_err(pg_error)?;
+            client
+                .batch_execute("RESET vacuum_cost_delay")
+                .await
+                .map_err(pg_error)?;
+            result.map_err(pg_error)?;
+            tracing::info!(
+                table,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "vacuumed a bloated store table"
+            );
+        }
+        Ok(())
     }
 }
 
@@ -487,6 +578,7 @@ impl Store for PostgresStore {
                 .ok_or(StoreError::Closed)?
                 .send(EnqueueRequest {
                     events,
+                    audit: Vec::new(),
                     now_ms,
                     reply,
                 })
@@ -788,6 +880,9 @@ impl Store for PostgresStore {
                 break;
             }
         }
+        if self.shared.options.vacuum_dead_rows > 0 {
+            self.vacuum_if_bloated().await?;
+        }
         Ok(report)
     }
 
@@ -814,6 +909,106 @@ impl Store for PostgresStore {
             dead_letters: get(1)?,
             ledger: get(2)?,
         })
+    }
+
+    async fn append_audit(&self, rows: Vec<AuditRow>, now_ms: i64) -> Result<(), StoreError> {
+        self.ensure_open()?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        for row in &rows {
+            let texts = [
+                &row.pixel_id,
+                &row.event_name,
+                &row.source,
+                &row.outcome,
+                &row.rule_id,
+                &row.record_json,
+            ];
+            if texts
+                .into_iter()
+                .chain(&row.event_id)
+                .any(|t| t.contains('\0'))
+            {
+                return Err(StoreError::invalid(
+                    "audit row text contains a NUL character, which PostgreSQL cannot store",
+                ));
+            }
+        }
+        // Through the group-commit writers: a request's decisions are
+        // written before it is acknowledged, so they must batch like events.
+        let (reply, answer) = oneshot::channel();
+        {
+            let requests = self
+                .requests
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            requests
+                .as_ref()
+                .ok_or(StoreError::Closed)?
+                .send(EnqueueRequest {
+                    events: Vec::new(),
+                    audit: rows,
+                    now_ms,
+                    reply,
+                })
+                .map_err(|_| StoreError::Closed)?;
+        }
+        answer.await.map_err(|_| StoreError::Closed)?.map(|_| ())
+    }
+
+    async fn audit_list(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
+        let limit = i64::from(filter.effective_limit());
+        let mut conditions: Vec<String> = Vec::new();
+        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::new();
+        let fields: [(&str, Option<&(dyn ToSql + Sync)>); 5] = [
+            ("time_ms >=", filter.since_ms.as_ref().map(|v| v as _)),
+            ("pixel_id =", filter.pixel_id.as_ref().map(|v| v as _)),
+            ("outcome =", filter.outcome.as_ref().map(|v| v as _)),
+            ("rule_id =", filter.rule_id.as_ref().map(|v| v as _)),
+            ("id >", filter.after_id.as_ref().map(|v| v as _)),
+        ];
+        for (condition, value) in fields {
+            if let Some(value) = value {
+                params.push(value);
+                conditions.push(format!("{condition} ${}", params.len()));
+            }
+        }
+        params.push(&limit);
+        let where_clause = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conditions.join(" AND "))
+        };
+        let sql = format!(
+            "{}{where_clause} ORDER BY id LIMIT ${}",
+            self.shared.sql.audit_list_base,
+            params.len()
+        );
+        let rows = self.query(&sql, &params).await?;
+        rows.iter().map(rows::audit_entry).collect()
+    }
+
+    async fn purge_audit(&self, before_ms: i64) -> Result<u64, StoreError> {
+        self.ensure_open()?;
+        let batch = self.shared.options.purge_batch_rows.max(1);
+        let limit = i64::try_from(batch).unwrap_or(i64::MAX);
+        let mut deleted = 0;
+        loop {
+            let client = self.client().await?;
+            let stmt = client
+                .prepare_cached(&self.shared.sql.purge_audit)
+                .await
+                .map_err(pg_error)?;
+            let n = client
+                .execute(&stmt, &[&before_ms, &limit])
+                .await
+                .map_err(pg_error)?;
+            deleted += n;
+            if n < batch as u64 {
+                return Ok(deleted);
+            }
+        }
     }
 
     async fn check_writable(&self) -> Result<(), StoreError> {

@@ -2,8 +2,8 @@
 //! forbids (an unknown source name, a negative count) is `Corrupt`.
 
 use sluice_store::{
-    DeadLetter, DeadLetterId, DedupReportRow, EventRowId, EventSource, LeasedEvent, LedgerEntry,
-    SourceSet, StoreError,
+    AuditEntry, AuditRow, DeadLetter, DeadLetterId, DedupReportRow, EventRowId, EventSource,
+    LeasedEvent, LedgerEntry, SourceSet, StoreError,
 };
 use tokio_postgres::Row;
 
@@ -89,5 +89,22 @@ pub(crate) fn report_row(row: &Row) -> Result<DedupReportRow, StoreError> {
                 .map_err(pg_error)?
                 .unwrap_or(0),
         ),
+    })
+}
+
+/// A row of `audit_list`.
+pub(crate) fn audit_entry(row: &Row) -> Result<AuditEntry, StoreError> {
+    Ok(AuditEntry {
+        id: row.try_get(0).map_err(pg_error)?,
+        row: AuditRow {
+            time_ms: row.try_get(1).map_err(pg_error)?,
+            pixel_id: row.try_get(2).map_err(pg_error)?,
+            event_name: row.try_get(3).map_err(pg_error)?,
+            event_id: row.try_get(4).map_err(pg_error)?,
+            source: row.try_get(5).map_err(pg_error)?,
+            outcome: row.try_get(6).map_err(pg_error)?,
+            rule_id: row.try_get(7).map_err(pg_error)?,
+            record_json: row.try_get(8).map_err(pg_error)?,
+        },
     })
 }

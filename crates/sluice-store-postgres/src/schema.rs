@@ -1,6 +1,6 @@
 //! The PostgreSQL schema, its embedded migrations, and how they are applied.
 //!
-//! # Tables (schema version 1)
+//! # Tables (schema version 2)
 //!
 //! Every table lives in one PostgreSQL schema (`sluice` by default), so
 //! several gateways, or a gateway and its tests, can share a database.
@@ -44,6 +44,7 @@
 //!   (and concurrent calls on one node) do not queue behind one row lock
 //!   held until each other's commit. `stats` sums the shards.
 //! - `store_meta`: `writable_probe`, bumped by `check_writable`.
+//! - `consent_audit` (version 2): one row per consent decision, by time.
 //! - `schema_migrations`: one row per applied version.
 //!
 //! # Vacuum
@@ -70,14 +71,17 @@ use tokio_postgres::Client;
 use crate::error::pg_error;
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// How many counter rows each pixel may have (see the module header).
 pub(crate) const COUNTER_SHARDS: i16 = 16;
 
 /// The embedded migrations, in order: `(version, description, SQL)`. The
 /// SQL names the schema as `{s}`.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "queue, ledger, dead letters, counters", V1)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "queue, ledger, dead letters, counters", V1),
+    (2, "consent audit", V2),
+];
 
 const V1: &str = r#"
 CREATE TABLE {s}.queue (
@@ -183,6 +187,27 @@ CREATE TABLE {s}.store_meta (
     value  bigint NOT NULL
 );
 INSERT INTO {s}.store_meta (key, value) VALUES ('writable_probe', 0);
+"#;
+
+/// Version 2: the consent audit, one row per consent decision; `record` is
+/// the caller's JSON (codes and names, no personal data). Append-only, and
+/// purged by age through the `time_ms` index.
+const V2: &str = r#"
+CREATE TABLE {s}.consent_audit (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    time_ms     bigint NOT NULL,
+    pixel_id    text COLLATE "C" NOT NULL,
+    event_name  text COLLATE "C" NOT NULL,
+    event_id    text COLLATE "C",
+    source      text COLLATE "C" NOT NULL,
+    outcome     text COLLATE "C" NOT NULL,
+    rule_id     text COLLATE "C" NOT NULL,
+    record      text NOT NULL
+) WITH (
+    autovacuum_vacuum_insert_scale_factor = 0,
+    autovacuum_vacuum_insert_threshold = 200000
+);
+CREATE INDEX consent_audit_by_time ON {s}.consent_audit (time_ms);
 "#;
 
 /// What [`migrate`] found and did.

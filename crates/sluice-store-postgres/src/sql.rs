@@ -50,6 +50,9 @@ const COUNTERS_FROM_DELTA: &str = "
 ///   payload.
 /// - `$21-$22` every pixel of the round with its event count; `$23` the
 ///   counter shard.
+/// - `$24-$31`, one element per consent-audit row of the round's requests
+///   (`append_audit` rides the same group commit): time, pixel, name, id,
+///   source, outcome, rule, record.
 ///
 /// A key's `ON CONFLICT DO UPDATE` either restarts an expired entry (the
 /// round's copy wins) or records the round's copies as duplicates of the
@@ -119,7 +122,17 @@ const ENQUEUE_ROUND: &str = "
         ORDER BY t.pixel_id
         ON CONFLICT (pixel_id, shard) DO UPDATE SET
             queued = c.queued + excluded.queued,
-            duplicates_total = c.duplicates_total + excluded.duplicates_total)
+            duplicates_total = c.duplicates_total + excluded.duplicates_total),
+    audit AS (
+        INSERT INTO {s}.consent_audit
+            (time_ms, pixel_id, event_name, event_id, source, outcome, rule_id, record)
+        SELECT a.time_ms, a.pixel_id, a.event_name, a.event_id, a.source, a.outcome, a.rule_id,
+               a.record
+        FROM unnest($24::int8[], $25::text[], $26::text[], $27::text[], $28::text[],
+                    $29::text[], $30::text[], $31::text[])
+             WITH ORDINALITY AS a(time_ms, pixel_id, event_name, event_id, source, outcome,
+                                  rule_id, record, ord)
+        ORDER BY a.ord)
     SELECT 0 AS kind, ord AS n, won, first_source, first_seen_ms FROM outcome
     UNION ALL
     SELECT 1, id, NULL, NULL, NULL FROM inserted";
@@ -143,6 +156,8 @@ pub(crate) struct Sql {
     pub(crate) purge_lease_batches: String,
     pub(crate) forget: String,
     pub(crate) probe: String,
+    pub(crate) audit_list_base: String,
+    pub(crate) purge_audit: String,
 }
 
 /// Columns of a dead letter, in the order `dead_letter_from_row` reads them.
@@ -373,6 +388,16 @@ impl Sql {
                 "$2",
             ),
             probe: s("UPDATE {s}.store_meta SET value = value + 1 WHERE key = 'writable_probe'"),
+            audit_list_base: s(
+                "SELECT id, time_ms, pixel_id, event_name, event_id, source, outcome, rule_id, \
+                 record FROM {s}.consent_audit",
+            ),
+            // $1 before (time_ms < $1 goes), $2 batch size.
+            purge_audit: s("
+                DELETE FROM {s}.consent_audit
+                WHERE id = ANY (ARRAY(
+                        SELECT id FROM {s}.consent_audit
+                        WHERE time_ms < $1 ORDER BY time_ms LIMIT $2))"),
         }
     }
 }

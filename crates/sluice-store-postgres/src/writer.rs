@@ -66,15 +66,16 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::GenericClient;
-use sluice_store::{EnqueueOutcome, EventRowId, EventSource, NewEvent, StoreError};
+use sluice_store::{AuditRow, EnqueueOutcome, EventRowId, EventSource, NewEvent, StoreError};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::Shared;
 use crate::error::pg_error;
 
-/// One caller's `enqueue`.
+/// One caller's `enqueue` or `append_audit` (which has no events).
 pub(crate) struct EnqueueRequest {
     pub(crate) events: Vec<NewEvent>,
+    pub(crate) audit: Vec<AuditRow>,
     pub(crate) now_ms: i64,
     pub(crate) reply: oneshot::Sender<Result<Vec<EnqueueOutcome>, StoreError>>,
 }
@@ -98,13 +99,13 @@ pub(crate) async fn run_writer(
             let Some(first) = requests.recv().await else {
                 return;
             };
-            let mut rows = first.events.len();
+            let mut rows = first.events.len() + first.audit.len();
             let mut group = vec![first];
             let deadline = Instant::now() + max_wait;
             while rows < max_rows {
                 match requests.try_recv() {
                     Ok(request) => {
-                        rows += request.events.len();
+                        rows += request.events.len() + request.audit.len();
                         group.push(request);
                     }
                     Err(_) if max_wait.is_zero() => break,
@@ -115,7 +116,7 @@ pub(crate) async fn run_writer(
                         }
                         match tokio::time::timeout(left, requests.recv()).await {
                             Ok(Some(request)) => {
-                                rows += request.events.len();
+                                rows += request.events.len() + request.audit.len();
                                 group.push(request);
                             }
                             Ok(None) | Err(_) => break,
@@ -414,6 +415,16 @@ async fn commit_round<C: GenericClient + Sync>(
     let t_pixel: Vec<&str> = pixel_totals.keys().copied().collect();
     let t_total: Vec<i64> = pixel_totals.values().copied().collect();
 
+    let audit: Vec<&AuditRow> = round.clone().flat_map(|r| &group[r].audit).collect();
+    let a_time: Vec<i64> = audit.iter().map(|a| a.time_ms).collect();
+    let a_pixel: Vec<&str> = audit.iter().map(|a| a.pixel_id.as_str()).collect();
+    let a_name: Vec<&str> = audit.iter().map(|a| a.event_name.as_str()).collect();
+    let a_id: Vec<Option<&str>> = audit.iter().map(|a| a.event_id.as_deref()).collect();
+    let a_source: Vec<&str> = audit.iter().map(|a| a.source.as_str()).collect();
+    let a_outcome: Vec<&str> = audit.iter().map(|a| a.outcome.as_str()).collect();
+    let a_rule: Vec<&str> = audit.iter().map(|a| a.rule_id.as_str()).collect();
+    let a_record: Vec<&str> = audit.iter().map(|a| a.record_json.as_str()).collect();
+
     let stmt = client
         .prepare_cached(&shared.sql.enqueue_round)
         .await
@@ -445,6 +456,14 @@ async fn commit_round<C: GenericClient + Sync>(
                 &t_pixel,
                 &t_total,
                 &shared.next_shard(),
+                &a_time,
+                &a_pixel,
+                &a_name,
+                &a_id,
+                &a_source,
+                &a_outcome,
+                &a_rule,
+                &a_record,
             ],
         )
         .await
@@ -563,6 +582,7 @@ mod tests {
             .collect();
         EnqueueRequest {
             events,
+            audit: Vec::new(),
             now_ms,
             reply: oneshot::channel().0,
         }
