@@ -29,6 +29,8 @@ pub enum StartError {
     Listen(std::io::Error),
     #[error("cannot start delivery: {0}")]
     Delivery(#[from] sluice_delivery::EngineError),
+    #[error("consent policy: {0}")]
+    Consent(String),
     #[error("cannot start the sandbox: {0}")]
     Sandbox(#[from] sluice_emulator::EmulatorError),
 }
@@ -84,6 +86,13 @@ impl Gateway {
             source,
         })?;
         let store = open_store(&config).await?;
+        sluice_delivery::client::install_crypto_provider();
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(5))
+            .build()
+            .ok();
+        let consent = crate::consent_stage::ConsentStage::from_config(&config, http)
+            .map_err(|e| StartError::Consent(e.to_string()))?;
         let presented_tokens = Arc::new(PresentedTokens::default());
         let (destination, graph_url) = destination(&config, addr);
         let sandbox = match destination {
@@ -92,7 +101,6 @@ impl Gateway {
             )?),
             _ => None,
         };
-        sluice_delivery::client::install_crypto_provider();
         crate::metrics::prometheus();
         sluice_delivery::metrics::describe();
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -123,6 +131,7 @@ impl Gateway {
             presented_tokens,
             readiness: Arc::new(LaneReadiness(delivery.status())),
             waker: Some(delivery.waker()),
+            consent,
         });
         let mut router = router(state.clone());
         if let Some(emulator) = &sandbox {

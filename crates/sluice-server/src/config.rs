@@ -50,6 +50,7 @@ pub struct Config {
     /// Keys for the backend API (`/v1/events`), each bound to pixels.
     pub api_keys: Vec<ApiKeyConfig>,
     pub admin: AdminConfig,
+    pub consent: ConsentConfig,
 }
 
 impl Default for Config {
@@ -63,6 +64,7 @@ impl Default for Config {
             pixels: Vec::new(),
             api_keys: Vec::new(),
             admin: AdminConfig::default(),
+            consent: ConsentConfig::default(),
         }
     }
 }
@@ -201,6 +203,56 @@ pub struct AdminConfig {
     pub key_file: Option<PathBuf>,
 }
 
+/// `[consent]`: which policy decides, where the region comes from, the
+/// consent store, and how long decisions are kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsentConfig {
+    /// A built-in policy (`default`: EEA/UK/CH opt-in, US LDU states, deny when
+    /// the region is unknown and no signal arrived).
+    pub policy: String,
+    /// A policy file (TOML); wins over `policy`. May say `extends = "default"`.
+    pub policy_file: Option<PathBuf>,
+    /// Headers the edge/CDN sets with the visitor's country and state.
+    pub region_headers: sluice_consent::RegionHeaders,
+    /// Ask a consent store by user key (`[consent.store]`).
+    pub store: Option<sluice_consent::HttpStoreConfig>,
+    /// Days consent-audit rows are kept (0 keeps them forever).
+    pub audit_retention_days: u32,
+}
+
+impl Default for ConsentConfig {
+    fn default() -> Self {
+        ConsentConfig {
+            policy: "default".into(),
+            policy_file: None,
+            region_headers: sluice_consent::RegionHeaders::default(),
+            store: None,
+            audit_retention_days: 180,
+        }
+    }
+}
+
+impl ConsentConfig {
+    /// Loads the policy the configuration names.
+    pub fn load_policy(&self) -> Result<sluice_consent::Policy, ConfigError> {
+        match &self.policy_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                sluice_consent::Policy::from_toml_str(&text).map_err(|e| ConfigError::Parse {
+                    origin: Some(path.display().to_string()),
+                    message: e.to_string(),
+                })
+            }
+            None => sluice_consent::Policy::preset(&self.policy)
+                .map_err(|e| ConfigError::Invalid(format!("consent.policy: {e}"))),
+        }
+    }
+}
+
 fn string_or_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -214,7 +266,7 @@ fn string_or_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String
     })
 }
 
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 9] = [
     "data_dir",
     "server",
     "store",
@@ -223,6 +275,7 @@ const SECTIONS: [&str; 8] = [
     "pixels",
     "api_keys",
     "admin",
+    "consent",
 ];
 
 impl Config {
@@ -388,12 +441,13 @@ impl Config {
                 }
             }
         }
-        if let Some(region) = &self.normalize.default_region {
-            if region.len() != 2 || !region.bytes().all(|b| b.is_ascii_alphabetic()) {
-                return invalid(format!(
-                    "normalize.default_region must be an ISO 3166 alpha-2 code such as US, got {region:?}"
-                ));
-            }
+        self.consent.load_policy()?;
+        if let Some(region) = &self.normalize.default_region
+            && (region.len() != 2 || !region.bytes().all(|b| b.is_ascii_alphabetic()))
+        {
+            return invalid(format!(
+                "normalize.default_region must be an ISO 3166 alpha-2 code such as US, got {region:?}"
+            ));
         }
         Ok(())
     }
@@ -484,12 +538,11 @@ fn is_text_key(key: &str) -> bool {
 /// Environment values are text; read numbers, booleans and arrays as TOML
 /// unless the file already holds a string there.
 fn parse_env_value(raw: &str, prefer_string: bool) -> toml::Value {
-    if !prefer_string {
-        if let Ok(mut t) = toml::from_str::<toml::Table>(&format!("v = {raw}")) {
-            if let Some(v) = t.remove("v") {
-                return v;
-            }
-        }
+    if !prefer_string
+        && let Ok(mut t) = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+        && let Some(v) = t.remove("v")
+    {
+        return v;
     }
     toml::Value::String(raw.to_owned())
 }

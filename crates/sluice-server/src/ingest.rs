@@ -4,11 +4,13 @@
 //! store in a single `enqueue`, which returns once they are durably committed;
 //! only then does the handler answer. Per-event outcomes come back in order.
 
+use crate::consent_stage::RequestSignals;
 use crate::metrics as m;
 use crate::pipeline::{self, RequestContext};
 use crate::state::AppState;
 use serde::Serialize;
 use serde_json::{Map, Value};
+use sluice_consent::{Applied, AuditRecord, ConsentFields};
 use sluice_core::validate::Problem;
 use sluice_store::{EnqueueOutcome, NewEvent, StoreError};
 
@@ -18,6 +20,8 @@ pub struct IngestItem {
     pub pixel_id: String,
     pub event: Map<String, Value>,
     pub test_event_code: Option<String>,
+    /// The event's own consent fields (taken off with the other sluice fields).
+    pub consent: ConsentFields,
 }
 
 /// What happened to one event.
@@ -34,6 +38,12 @@ pub enum ItemOutcome {
     Duplicate {
         event_id: String,
         first_source: String,
+    },
+    /// The consent policy said no: counted and audited, not stored.
+    Dropped {
+        event_id: String,
+        rule: String,
+        reasons: Vec<String>,
     },
     Rejected {
         problems: Vec<Problem>,
@@ -54,19 +64,61 @@ impl ItemOutcome {
 pub async fn ingest(
     state: &AppState,
     ctx: &RequestContext,
+    request: &RequestSignals,
     items: Vec<IngestItem>,
 ) -> Result<Vec<ItemOutcome>, StoreError> {
     let source = ctx.source.as_str();
+    let now_ms = state.now_ms();
     let mut outcomes: Vec<Option<ItemOutcome>> = Vec::with_capacity(items.len());
     let mut to_store: Vec<NewEvent> = Vec::new();
     let mut stored_index: Vec<(usize, String, f32, Vec<Problem>)> = Vec::new();
+    let mut audits: Vec<AuditRecord> = Vec::with_capacity(items.len());
 
     for (index, mut item) in items.into_iter().enumerate() {
         let pixel_label = state.pixel_label(&item.pixel_id);
         metrics::counter!(m::EVENTS_RECEIVED, "source" => source, "pixel" => pixel_label.clone())
             .increment(1);
         pipeline::enrich(&mut item.event, ctx);
-        match pipeline::prepare(Value::Object(item.event), ctx, &state.normalize, &item.path) {
+        let prepared = match pipeline::check(Value::Object(item.event), ctx, &item.path) {
+            Err(rejection) => Err(rejection),
+            Ok(mut checked) => {
+                // The region is read from the raw event before hashing; the
+                // edge's headers win when they are set.
+                let region = request.region.clone().or(pipeline::raw_region(&checked));
+                pipeline::hash(&mut checked, &state.normalize, &item.path);
+                let signals = state.consent.signals(&item.consent, request);
+                let result = state
+                    .consent
+                    .decide_and_apply(
+                        &mut checked.event,
+                        signals,
+                        region,
+                        ctx.source,
+                        &item.pixel_id,
+                        now_ms,
+                    )
+                    .await;
+                audits.push(result.audit);
+                match result.applied {
+                    Applied::Drop => {
+                        metrics::counter!(
+                            m::EVENTS_DROPPED,
+                            "source" => source,
+                            "rule" => result.decision.rule_id.clone()
+                        )
+                        .increment(1);
+                        outcomes.push(Some(ItemOutcome::Dropped {
+                            event_id: checked.event.event_id.clone().unwrap_or_default(),
+                            rule: result.decision.rule_id,
+                            reasons: result.decision.reasons,
+                        }));
+                        continue;
+                    }
+                    Applied::Store(_) => pipeline::finish(checked, ctx, &item.path),
+                }
+            }
+        };
+        match prepared {
             Err(rejection) => {
                 count_rejection(source, &rejection.problems);
                 outcomes.push(Some(ItemOutcome::Rejected {
@@ -106,6 +158,12 @@ pub async fn ingest(
         }
     }
 
+    if !audits.is_empty() {
+        state
+            .store
+            .append_audit(audit_rows(audits)?, now_ms)
+            .await?;
+    }
     if !to_store.is_empty() {
         let labels: Vec<(String, &'static str)> = to_store
             .iter()
@@ -158,4 +216,26 @@ pub fn count_rejection(source: &'static str, problems: &[Problem]) {
         .map(|p| p.code)
         .unwrap_or("unknown");
     metrics::counter!(m::EVENTS_REJECTED, "source" => source, "code" => code).increment(1);
+}
+
+/// Audit records as the store keeps them (the full record as JSON, plus the
+/// columns it is searched by).
+fn audit_rows(records: Vec<AuditRecord>) -> Result<Vec<sluice_store::AuditRow>, StoreError> {
+    records
+        .into_iter()
+        .map(|r| {
+            let record_json = serde_json::to_string(&r)
+                .map_err(|_| StoreError::invalid("audit record could not be serialized"))?;
+            Ok(sluice_store::AuditRow {
+                time_ms: r.time_ms,
+                pixel_id: r.pixel_id,
+                event_name: r.event_name,
+                event_id: r.event_id,
+                source: r.source.as_str().to_owned(),
+                outcome: r.outcome.as_str().to_owned(),
+                rule_id: r.rule_id,
+                record_json,
+            })
+        })
+        .collect()
 }

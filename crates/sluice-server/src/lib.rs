@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod config;
+pub mod consent_stage;
 pub mod delivery;
 pub mod dlq;
 pub mod error;

@@ -10,6 +10,7 @@
 //! only inside these functions' arguments; what leaves [`prepare`] is hashed.
 
 use serde_json::{Map, Value};
+use sluice_consent::{ConsentFields, RegionHint};
 use sluice_core::validate::{self, Problem, ValidationContext};
 use sluice_core::{ServerEvent, match_quality};
 use sluice_normalize::NormalizeOptions;
@@ -54,16 +55,15 @@ pub struct RequestContext {
 }
 
 /// sluice's own fields, taken off an event before it goes to Meta.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct SluiceFields {
     pub pixel_id: Option<String>,
-    /// Consent signals, read by the consent stage.
-    pub consent: Option<Value>,
-    pub gdpr: Option<Value>,
-    pub gdpr_consent: Option<Value>,
+    /// Consent signals (`consent`, `consent_source`, `gdpr`, `gdpr_consent`,
+    /// `gpc`), read by the consent stage.
+    pub consent: ConsentFields,
 }
 
-/// Stage 1: removes `pixel_id`, `consent`, `gdpr`, `gdpr_consent`.
+/// Stage 1: removes `pixel_id` and the consent fields.
 pub fn take_sluice_fields(event: &mut Map<String, Value>) -> SluiceFields {
     let pixel_id = event.remove("pixel_id").and_then(|v| match v {
         Value::String(s) => Some(s),
@@ -72,9 +72,7 @@ pub fn take_sluice_fields(event: &mut Map<String, Value>) -> SluiceFields {
     });
     SluiceFields {
         pixel_id,
-        consent: event.remove("consent"),
-        gdpr: event.remove("gdpr"),
-        gdpr_consent: event.remove("gdpr_consent"),
+        consent: ConsentFields::take_from(event),
     }
 }
 
@@ -106,18 +104,18 @@ pub fn enrich(event: &mut Map<String, Value>, ctx: &RequestContext) {
         };
         event.insert("event_id".into(), Value::String(id));
     }
-    if ctx.source == Source::Browser {
-        if let Some(Value::Object(user_data)) = event.get_mut("user_data") {
-            if let Some(ip) = ctx.client_ip {
-                user_data
-                    .entry("client_ip_address")
-                    .or_insert_with(|| Value::String(ip.to_string()));
-            }
-            if let Some(ua) = &ctx.user_agent {
-                user_data
-                    .entry("client_user_agent")
-                    .or_insert_with(|| Value::String(ua.clone()));
-            }
+    if ctx.source == Source::Browser
+        && let Some(Value::Object(user_data)) = event.get_mut("user_data")
+    {
+        if let Some(ip) = ctx.client_ip {
+            user_data
+                .entry("client_ip_address")
+                .or_insert_with(|| Value::String(ip.to_string()));
+        }
+        if let Some(ua) = &ctx.user_agent {
+            user_data
+                .entry("client_user_agent")
+                .or_insert_with(|| Value::String(ua.clone()));
         }
     }
 }
@@ -138,17 +136,18 @@ pub struct Rejection {
     pub problems: Vec<Problem>,
 }
 
-/// Stages 3–6 for one event object (already stripped of sluice fields and
-/// enriched): check, normalize and hash, check again as Meta would, score.
-pub fn prepare(
-    value: Value,
-    ctx: &RequestContext,
-    normalize: &NormalizeOptions,
-    path: &str,
-) -> Result<PreparedEvent, Rejection> {
+/// An event that passed the structural and rule checks, still with raw user data.
+#[derive(Debug)]
+pub struct Checked {
+    pub event: ServerEvent,
+    pub warnings: Vec<Problem>,
+}
+
+/// Stage 3: structure and rules. Graph-compatible senders must send what Meta
+/// accepts (hashed user data), so they see from sluice what Meta would have
+/// told them; the other sources may send raw data, which sluice hashes.
+pub fn check(value: Value, ctx: &RequestContext, path: &str) -> Result<Checked, Rejection> {
     let mut problems = Vec::new();
-    // Graph-compatible senders must send what Meta accepts (hashed user data),
-    // so they see from sluice what Meta would have told them.
     let check_ctx = if ctx.source == Source::Graph {
         ValidationContext::for_wire(ctx.now)
     } else {
@@ -156,23 +155,41 @@ pub fn prepare(
     };
     let event = validate::check_event_value(&value, &check_ctx, path, &mut problems);
     drop(value);
-    let Some(mut event) = event else {
-        return Err(Rejection { problems });
-    };
-    if problems.iter().any(Problem::is_error) {
-        return Err(Rejection { problems });
+    match event {
+        Some(event) if !problems.iter().any(Problem::is_error) => Ok(Checked {
+            event,
+            warnings: problems,
+        }),
+        _ => Err(Rejection { problems }),
     }
-    let mut warnings: Vec<Problem> = problems;
+}
 
-    for rejected in sluice_normalize::hash_user_data(&mut event.user_data, normalize) {
-        warnings.push(Problem::warning(
+/// The region the raw event names (`country`, `st`), for the consent stage.
+/// Read before hashing; never stored.
+pub fn raw_region(checked: &Checked) -> RegionHint {
+    RegionHint::from_raw_user_data(&checked.event.user_data)
+}
+
+/// Stage 4: normalize and hash every raw value; values that cannot be valid are
+/// dropped with a warning.
+pub fn hash(checked: &mut Checked, normalize: &NormalizeOptions, path: &str) {
+    for rejected in sluice_normalize::hash_user_data(&mut checked.event.user_data, normalize) {
+        checked.warnings.push(Problem::warning(
             rejected.code(),
             format!("{path}.user_data.{}", rejected.field()),
             format!("{} dropped: {}", rejected.field(), rejected.error),
         ));
     }
+}
 
-    // The final gate: exactly what Meta will see, with hashes only.
+/// Stage 6 (after consent): the final gate — exactly what Meta will see, with
+/// hashes only — then score and serialize.
+pub fn finish(
+    checked: Checked,
+    ctx: &RequestContext,
+    path: &str,
+) -> Result<PreparedEvent, Rejection> {
+    let Checked { event, warnings } = checked;
     let mut wire_problems = Vec::new();
     validate::validate_event(
         &event,
@@ -210,6 +227,18 @@ pub fn prepare(
         match_quality,
         warnings,
     })
+}
+
+/// Stages 3, 4 and 6 without a consent decision (tools and tests).
+pub fn prepare(
+    value: Value,
+    ctx: &RequestContext,
+    normalize: &NormalizeOptions,
+    path: &str,
+) -> Result<PreparedEvent, Rejection> {
+    let mut checked = check(value, ctx, path)?;
+    hash(&mut checked, normalize, path);
+    finish(checked, ctx, path)
 }
 
 /// The client IP of a request: walk `X-Forwarded-For` from the right, skipping
@@ -274,7 +303,7 @@ mod tests {
         let mut v = raw_event();
         let fields = take_sluice_fields(v.as_object_mut().unwrap());
         assert_eq!(fields.pixel_id.as_deref(), Some("123"));
-        assert!(fields.consent.is_some());
+        assert!(fields.consent.consent.is_some());
         assert!(v.get("pixel_id").is_none() && v.get("consent").is_none());
     }
 

@@ -68,6 +68,8 @@ pub struct AppState {
     pub readiness: Arc<dyn Readiness>,
     /// Wakes a pixel's delivery lane right after its events are committed.
     pub waker: Option<sluice_delivery::LaneWaker>,
+    /// The consent stage: policy, region headers, consent store.
+    pub consent: crate::consent_stage::ConsentStage,
 }
 
 /// What `/readyz` asks beyond the store: the delivery lanes' health.

@@ -70,6 +70,7 @@ macro_rules! store_conformance_tests {
             stats_track_every_transition,
             purge_deletes_only_expired_ledger_entries,
             forget_deletes_every_event_carrying_a_user_key,
+            audit_rows_are_kept_listed_filtered_and_purged,
             concurrent_enqueuers_get_consistent_outcomes,
             check_writable_succeeds_on_a_fresh_store,
             writes_after_close_fail_with_closed,
@@ -1579,4 +1580,98 @@ pub async fn writes_after_close_fail_with_closed(factory: impl AsyncFn() -> Arc<
         store.check_writable().await.unwrap_err().code(),
         "store_closed"
     );
+}
+
+fn audit_row(time_ms: i64, pixel_id: &str, outcome: &str, rule_id: &str) -> crate::AuditRow {
+    crate::AuditRow {
+        time_ms,
+        pixel_id: pixel_id.to_owned(),
+        event_name: "Purchase".to_owned(),
+        event_id: Some(format!("e-{time_ms}")),
+        source: "backend".to_owned(),
+        outcome: outcome.to_owned(),
+        rule_id: rule_id.to_owned(),
+        record_json: format!("{{\"time_ms\":{time_ms},\"outcome\":\"{outcome}\"}}"),
+    }
+}
+
+/// The consent audit: appended rows come back in order with every column,
+/// filters narrow them, pages continue, and the retention purge deletes only
+/// rows older than the cut-off.
+pub async fn audit_rows_are_kept_listed_filtered_and_purged(
+    factory: impl AsyncFn() -> Arc<dyn Store>,
+) {
+    let store = factory().await;
+    let rows = vec![
+        audit_row(T0, "p1", "deliver", "rest-of-world"),
+        audit_row(T0 + 1, "p1", "drop", "eea-uk-ch-opt-in"),
+        audit_row(T0 + 2, "p2", "deliver_ldu", "us-ldu-states"),
+    ];
+    store.append_audit(rows.clone(), T0).await.unwrap();
+    store
+        .append_audit(
+            vec![audit_row(T0 + 10_000, "p2", "drop", "default_deny")],
+            T0,
+        )
+        .await
+        .unwrap();
+    store.append_audit(Vec::new(), T0).await.unwrap();
+
+    let all = store
+        .audit_list(&crate::AuditFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 4);
+    assert!(all.windows(2).all(|w| w[0].id < w[1].id), "ascending ids");
+    assert_eq!(all[0].row, rows[0]);
+    assert_eq!(all[2].row, rows[2]);
+
+    let drops = store
+        .audit_list(&crate::AuditFilter {
+            outcome: Some("drop".into()),
+            ..crate::AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        drops.iter().map(|e| e.row.time_ms).collect::<Vec<_>>(),
+        vec![T0 + 1, T0 + 10_000]
+    );
+    let p2_since = store
+        .audit_list(&crate::AuditFilter {
+            pixel_id: Some("p2".into()),
+            since_ms: Some(T0 + 5),
+            ..crate::AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(p2_since.len(), 1);
+    assert_eq!(p2_since[0].row.rule_id, "default_deny");
+    let page = store
+        .audit_list(&crate::AuditFilter {
+            limit: Some(2),
+            ..crate::AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    let next = store
+        .audit_list(&crate::AuditFilter {
+            after_id: Some(page[1].id),
+            ..crate::AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.len() + next.len(), 4);
+    assert_eq!(next[0].id, all[2].id);
+
+    assert_eq!(store.purge_audit(T0 + 2).await.unwrap(), 2);
+    let left = store
+        .audit_list(&crate::AuditFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        left.iter().map(|e| e.row.time_ms).collect::<Vec<_>>(),
+        vec![T0 + 2, T0 + 10_000]
+    );
+    assert_eq!(store.purge_audit(T0).await.unwrap(), 0);
 }

@@ -49,9 +49,10 @@ pub use error::StoreError;
 pub use ids::{DeadLetterId, EventRowId, ParseIdError};
 pub use sqlite::{SqliteOptions, SqliteStore, WriterStats};
 pub use types::{
-    DEFAULT_DEDUP_WINDOW_MS, DEFAULT_DLQ_LIMIT, DeadLetter, DeadLetterReason, DedupReportRow,
-    DlqFilter, EnqueueOutcome, EventSource, ForgetReport, LeasedEvent, LedgerEntry, MAX_DLQ_LIMIT,
-    NewEvent, ParseSourceError, PixelStats, PurgeReport, SourceSet, StoreStats,
+    AuditEntry, AuditFilter, AuditRow, DEFAULT_DEDUP_WINDOW_MS, DEFAULT_DLQ_LIMIT, DeadLetter,
+    DeadLetterReason, DedupReportRow, DlqFilter, EnqueueOutcome, EventSource, ForgetReport,
+    LeasedEvent, LedgerEntry, MAX_DLQ_LIMIT, NewEvent, ParseSourceError, PixelStats, PurgeReport,
+    SourceSet, StoreStats,
 };
 
 /// The durable queue. Object-safe: the server holds an `Arc<dyn Store>`.
@@ -177,6 +178,17 @@ pub trait Store: Send + Sync + 'static {
     /// `user_keys`, and the ledger entries of those events. Events already
     /// under lease are deleted too; a worker may still deliver its copy.
     async fn forget(&self, user_keys: &[String]) -> Result<ForgetReport, StoreError>;
+
+    /// Appends consent-audit rows; committed durably before it returns (the
+    /// gateway writes the decisions of a request before acknowledging it).
+    async fn append_audit(&self, rows: Vec<AuditRow>, now_ms: i64) -> Result<(), StoreError>;
+
+    /// Audit rows matching `filter`, ascending by id.
+    async fn audit_list(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// Deletes audit rows older than `before_ms`, in bounded batches (the
+    /// retention purge). Returns how many were deleted.
+    async fn purge_audit(&self, before_ms: i64) -> Result<u64, StoreError>;
 
     /// Proves that a write can be committed now (for `/readyz`).
     async fn check_writable(&self) -> Result<(), StoreError>;

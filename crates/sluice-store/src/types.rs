@@ -572,3 +572,52 @@ mod tests {
         assert_eq!(huge.effective_limit(), MAX_DLQ_LIMIT);
     }
 }
+
+/// One consent decision, as the store keeps it (issue: consent audit). The
+/// full record is JSON built by the caller (no raw personal data: codes and
+/// names only); the other columns are what it is searched by.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRow {
+    /// When the decision was made, Unix milliseconds.
+    pub time_ms: i64,
+    pub pixel_id: String,
+    pub event_name: String,
+    pub event_id: Option<String>,
+    /// `browser`, `backend`, `graph`, `import`.
+    pub source: String,
+    /// `deliver`, `deliver_ldu`, `deliver_without_identifiers`, `drop`.
+    pub outcome: String,
+    /// The policy rule that decided.
+    pub rule_id: String,
+    /// The whole decision record, JSON.
+    pub record_json: String,
+}
+
+/// A stored [`AuditRow`] with its id (ascending with insertion).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    #[serde(flatten)]
+    pub row: AuditRow,
+}
+
+/// Which audit rows [`Store::audit_list`](crate::Store::audit_list) returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditFilter {
+    /// Only rows at or after this instant.
+    pub since_ms: Option<i64>,
+    pub pixel_id: Option<String>,
+    pub outcome: Option<String>,
+    pub rule_id: Option<String>,
+    /// Page size; `None` means [`DEFAULT_DLQ_LIMIT`], clamped to [`MAX_DLQ_LIMIT`].
+    pub limit: Option<u32>,
+    /// Only ids strictly greater than this one (keyset pagination).
+    pub after_id: Option<i64>,
+}
+
+impl AuditFilter {
+    /// The page size after defaulting and clamping.
+    pub fn effective_limit(&self) -> u32 {
+        self.limit.unwrap_or(DEFAULT_DLQ_LIMIT).min(MAX_DLQ_LIMIT)
+    }
+}

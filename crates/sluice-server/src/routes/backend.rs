@@ -85,6 +85,7 @@ async fn handle(
             continue;
         };
         let fields = pipeline::take_sluice_fields(&mut object);
+        let consent = fields.consent;
         let pixel = fields
             .pixel_id
             .or_else(|| envelope_pixel.clone())
@@ -111,6 +112,7 @@ async fn handle(
             pixel_id: pixel,
             event: object,
             test_event_code: envelope_code.clone(),
+            consent,
         });
     }
     for outcome in early.iter().flatten() {
@@ -120,7 +122,8 @@ async fn handle(
     }
 
     let pixels: Vec<String> = items.iter().map(|i| i.pixel_id.clone()).collect();
-    let mut processed = ingest::ingest(state, &ctx, items)
+    let request = state.consent.request_signals(headers, false);
+    let mut processed = ingest::ingest(state, &ctx, &request, items)
         .await
         .map_err(|_| ApiError::store_unavailable())?
         .into_iter();
@@ -239,9 +242,10 @@ fn split_envelope(value: Value) -> Result<Envelope, ApiError> {
 fn respond(results: Vec<ItemOutcome>) -> Response {
     let count = |f: fn(&ItemOutcome) -> bool| results.iter().filter(|r| f(r)).count();
     let accepted = count(|r| matches!(r, ItemOutcome::Accepted { .. }));
+    let dropped = count(|r| matches!(r, ItemOutcome::Dropped { .. }));
     let duplicates = count(|r| matches!(r, ItemOutcome::Duplicate { .. }));
     let rejected = count(|r| matches!(r, ItemOutcome::Rejected { .. }));
-    let status = if accepted + duplicates == 0 {
+    let status = if accepted + duplicates + dropped == 0 {
         StatusCode::UNPROCESSABLE_ENTITY
     } else {
         StatusCode::OK
@@ -264,6 +268,7 @@ fn respond(results: Vec<ItemOutcome>) -> Response {
             "accepted": accepted,
             "duplicates": duplicates,
             "rejected": rejected,
+            "dropped": dropped,
             "results": results,
         })),
     )

@@ -61,6 +61,7 @@ fn count(answer: Option<&Answer>, fallback: &'static str) {
 }
 
 async fn handle(state: &AppState, pixel: &str, request: Request) -> Answer {
+    let request_signals = state.consent.request_signals(request.headers(), false);
     let limit = state.config.server.max_body_bytes;
     let (params, decoded) = graph::read_params(request, limit).await;
     let token = checks::token(&params);
@@ -83,10 +84,10 @@ async fn handle(state: &AppState, pixel: &str, request: Request) -> Answer {
             return answer;
         }
     };
-    if state.zero_config() {
-        if let Some(token) = &token {
-            state.presented_tokens.remember(pixel, token);
-        }
+    if state.zero_config()
+        && let Some(token) = &token
+    {
+        state.presented_tokens.remember(pixel, token);
     }
     let test_event_code = accepted
         .test_event_code
@@ -94,7 +95,7 @@ async fn handle(state: &AppState, pixel: &str, request: Request) -> Answer {
         .or_else(|| state.test_event_code_for(pixel, Source::Graph));
     let mut items = Vec::with_capacity(accepted.events.len());
     for (i, event) in accepted.events.iter().enumerate() {
-        let Ok(Value::Object(object)) = serde_json::from_str::<Value>(event.raw.get()) else {
+        let Ok(Value::Object(mut object)) = serde_json::from_str::<Value>(event.raw.get()) else {
             let answer = answers::event_problem(&Problem::error(
                 "invalid_type",
                 format!("data[{i}]"),
@@ -103,11 +104,15 @@ async fn handle(state: &AppState, pixel: &str, request: Request) -> Answer {
             count(Some(&answer), "invalid_request");
             return answer;
         };
+        // Graph senders build events for Meta; consent fields are not Graph keys
+        // (the checks above already refused unknown keys), so this finds none.
+        let consent = sluice_consent::ConsentFields::take_from(&mut object);
         items.push(IngestItem {
             path: format!("data[{i}]"),
             pixel_id: pixel.to_owned(),
             event: object,
             test_event_code: test_event_code.clone(),
+            consent,
         });
     }
     let ctx = RequestContext {
@@ -117,7 +122,7 @@ async fn handle(state: &AppState, pixel: &str, request: Request) -> Answer {
         user_agent: None,
     };
     let received = items.len() as u64;
-    match ingest::ingest(state, &ctx, items).await {
+    match ingest::ingest(state, &ctx, &request_signals, items).await {
         Ok(outcomes) => {
             // The checks above are the ones the pipeline applies, so a rejection
             // here is rare (e.g. every identifier dropped); answer as Meta would.

@@ -446,6 +446,44 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn append_audit(
+        &self,
+        rows: Vec<crate::AuditRow>,
+        _now_ms: i64,
+    ) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.write(|reply| Command::AppendAudit { rows, reply })
+            .await
+    }
+
+    async fn audit_list(
+        &self,
+        filter: &crate::AuditFilter,
+    ) -> Result<Vec<crate::AuditEntry>, StoreError> {
+        let filter = filter.clone();
+        self.read(move |conn| read::audit_list(conn, &filter)).await
+    }
+
+    async fn purge_audit(&self, before_ms: i64) -> Result<u64, StoreError> {
+        let limit = self.options.purge_batch_rows.max(1);
+        let mut total = 0;
+        loop {
+            let deleted = self
+                .write(|reply| Command::PurgeAuditBatch {
+                    before_ms,
+                    limit,
+                    reply,
+                })
+                .await?;
+            total += deleted;
+            if deleted < limit as u64 {
+                return Ok(total);
+            }
+        }
+    }
+
     async fn check_writable(&self) -> Result<(), StoreError> {
         self.write(|reply| Command::Probe { reply }).await
     }

@@ -598,3 +598,46 @@ fn truncate_error(message: &str) -> &str {
     }
     &message[..end]
 }
+
+/// See [`Store::append_audit`](crate::Store::append_audit).
+pub(crate) fn append_audit(conn: &Connection, rows: &[crate::AuditRow]) -> Result<(), StoreError> {
+    let mut insert = conn
+        .prepare_cached(
+            "INSERT INTO consent_audit (time_ms, pixel_id, event_name, event_id, source, outcome, rule_id, record) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )
+        .map_err(sql_error)?;
+    for row in rows {
+        insert
+            .execute(params![
+                row.time_ms,
+                row.pixel_id,
+                row.event_name,
+                row.event_id,
+                row.source,
+                row.outcome,
+                row.rule_id,
+                row.record_json
+            ])
+            .map_err(sql_error)?;
+    }
+    Ok(())
+}
+
+/// Deletes up to `limit` audit rows older than `before_ms`.
+pub(crate) fn purge_audit_batch(
+    conn: &Connection,
+    before_ms: i64,
+    limit: usize,
+) -> Result<u64, StoreError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut delete = conn
+        .prepare_cached(
+            "DELETE FROM consent_audit WHERE id IN \
+             (SELECT id FROM consent_audit WHERE time_ms < ?1 ORDER BY time_ms LIMIT ?2)",
+        )
+        .map_err(sql_error)?;
+    Ok(delete
+        .execute(params![before_ms, limit])
+        .map_err(sql_error)? as u64)
+}

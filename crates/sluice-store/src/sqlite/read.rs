@@ -329,3 +329,61 @@ fn count_from_sql(raw: i64) -> u64 {
 fn source_set_from_sql(raw: i64) -> SourceSet {
     SourceSet::from_bits(u8::try_from(raw & 0xff).unwrap_or(0))
 }
+
+/// See [`Store::audit_list`](crate::Store::audit_list).
+pub(crate) fn audit_list(
+    conn: &mut Connection,
+    filter: &crate::AuditFilter,
+) -> Result<Vec<crate::AuditEntry>, StoreError> {
+    let mut conditions: Vec<String> = Vec::new();
+    let mut args: Vec<Value> = Vec::new();
+    let mut bind = |condition: &str, value: Value| {
+        args.push(value);
+        conditions.push(format!("{condition} ?{}", args.len()));
+    };
+    if let Some(since_ms) = filter.since_ms {
+        bind("time_ms >=", Value::Integer(since_ms));
+    }
+    if let Some(pixel_id) = &filter.pixel_id {
+        bind("pixel_id =", Value::Text(pixel_id.clone()));
+    }
+    if let Some(outcome) = &filter.outcome {
+        bind("outcome =", Value::Text(outcome.clone()));
+    }
+    if let Some(rule_id) = &filter.rule_id {
+        bind("rule_id =", Value::Text(rule_id.clone()));
+    }
+    if let Some(after_id) = filter.after_id {
+        bind("id >", Value::Integer(after_id));
+    }
+    args.push(Value::Integer(i64::from(filter.effective_limit())));
+    let where_clause = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    let sql = format!(
+        "SELECT id, time_ms, pixel_id, event_name, event_id, source, outcome, rule_id, record \
+         FROM consent_audit {where_clause} ORDER BY id LIMIT ?{}",
+        args.len()
+    );
+    let mut stmt = conn.prepare_cached(&sql).map_err(sql_error)?;
+    stmt.query_map(params_from_iter(args), |row| {
+        Ok(crate::AuditEntry {
+            id: row.get(0)?,
+            row: crate::AuditRow {
+                time_ms: row.get(1)?,
+                pixel_id: row.get(2)?,
+                event_name: row.get(3)?,
+                event_id: row.get(4)?,
+                source: row.get(5)?,
+                outcome: row.get(6)?,
+                rule_id: row.get(7)?,
+                record_json: row.get(8)?,
+            },
+        })
+    })
+    .map_err(sql_error)?
+    .collect::<Result<Vec<_>, _>>()
+    .map_err(sql_error)
+}

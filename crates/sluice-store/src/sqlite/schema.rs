@@ -29,6 +29,8 @@
 //!   `delivered_total` / `duplicates_total`, `last_delivered_ms`. `stats`
 //!   reads these instead of `COUNT(*)` over millions of rows.
 //! - `store_meta (key, value)`: `writable_probe` is bumped by `check_writable`.
+//! - `consent_audit` (version 2): one row per consent decision, searched by
+//!   time; the row's `record` is the decision as JSON, without personal data.
 //!
 //! Sources are stored as their text name so that the `sqlite3` shell is
 //! readable for operators; payloads are BLOBs and stay opaque.
@@ -42,7 +44,7 @@ use crate::StoreError;
 pub(crate) const APPLICATION_ID: i64 = 0x736c_6963;
 
 /// The schema version this build writes and understands.
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 /// Version 1: the whole schema described in the module header.
 const SCHEMA_V1: &str = r#"
@@ -127,6 +129,24 @@ CREATE TABLE store_meta (
 INSERT INTO store_meta (key, value) VALUES ('writable_probe', 0);
 "#;
 
+/// Version 2: the consent audit. One row per consent decision; `record` is
+/// the caller's JSON (codes and names, no personal data). `time_ms` is
+/// indexed for the retention purge and time-window queries.
+const SCHEMA_V2_DELTA: &str = r#"
+CREATE TABLE consent_audit (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    time_ms     INTEGER NOT NULL,
+    pixel_id    TEXT    NOT NULL,
+    event_name  TEXT    NOT NULL,
+    event_id    TEXT,
+    source      TEXT    NOT NULL,
+    outcome     TEXT    NOT NULL,
+    rule_id     TEXT    NOT NULL,
+    record      TEXT    NOT NULL
+);
+CREATE INDEX consent_audit_by_time ON consent_audit (time_ms);
+"#;
+
 /// Brings the file at `conn` to [`SCHEMA_VERSION`], in one transaction.
 ///
 /// Runs on the writer connection before anything else touches the file.
@@ -171,7 +191,9 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     if version < 1 {
         tx.execute_batch(SCHEMA_V1).map_err(sql_error)?;
     }
-    // Future versions: `if version < 2 { tx.execute_batch(SCHEMA_V2_DELTA) }`.
+    if version < 2 {
+        tx.execute_batch(SCHEMA_V2_DELTA).map_err(sql_error)?;
+    }
 
     if version < SCHEMA_VERSION {
         // PRAGMAs take no bound parameters; both values are constants.

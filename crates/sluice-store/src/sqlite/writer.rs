@@ -50,8 +50,8 @@ use tokio::sync::oneshot;
 
 use super::{ops, sql_error};
 use crate::{
-    DeadLetterId, DeadLetterReason, EnqueueOutcome, EventRowId, ForgetReport, LeasedEvent,
-    NewEvent, StoreError,
+    AuditRow, DeadLetterId, DeadLetterReason, EnqueueOutcome, EventRowId, ForgetReport,
+    LeasedEvent, NewEvent, StoreError,
 };
 
 /// Where a command's result goes.
@@ -101,6 +101,15 @@ pub(crate) enum Command {
     },
     PurgeLedgerBatch {
         cutoff_ms: i64,
+        limit: usize,
+        reply: Reply<u64>,
+    },
+    AppendAudit {
+        rows: Vec<AuditRow>,
+        reply: Reply<()>,
+    },
+    PurgeAuditBatch {
+        before_ms: i64,
         limit: usize,
         reply: Reply<u64>,
     },
@@ -161,7 +170,10 @@ impl Command {
             | Command::Reschedule { ids, .. }
             | Command::DeadLetter { ids, .. } => ids.len(),
             Command::DlqReplay { ids, .. } | Command::DlqDelete { ids, .. } => ids.len(),
-            Command::PurgeLedgerBatch { limit, .. } => *limit,
+            Command::PurgeLedgerBatch { limit, .. } | Command::PurgeAuditBatch { limit, .. } => {
+                *limit
+            }
+            Command::AppendAudit { rows, .. } => rows.len(),
             Command::Forget { user_keys, .. } => user_keys.len(),
             Command::Probe { .. } | Command::Shutdown { .. } => 1,
         }
@@ -224,6 +236,14 @@ impl Command {
             } => run(conn, reply, |c| {
                 ops::purge_ledger_batch(c, cutoff_ms, limit)
             }),
+            Command::AppendAudit { rows, reply } => {
+                run(conn, reply, |c| ops::append_audit(c, &rows))
+            }
+            Command::PurgeAuditBatch {
+                before_ms,
+                limit,
+                reply,
+            } => run(conn, reply, |c| ops::purge_audit_batch(c, before_ms, limit)),
             Command::Forget { user_keys, reply } => {
                 run(conn, reply, |c| ops::forget(c, &user_keys))
             }
@@ -242,7 +262,9 @@ impl Command {
             | Command::Reschedule { reply, .. }
             | Command::DlqReplay { reply, .. }
             | Command::DlqDelete { reply, .. }
-            | Command::PurgeLedgerBatch { reply, .. } => drop(reply.send(Err(error))),
+            | Command::PurgeLedgerBatch { reply, .. }
+            | Command::PurgeAuditBatch { reply, .. } => drop(reply.send(Err(error))),
+            Command::AppendAudit { reply, .. } => drop(reply.send(Err(error))),
             Command::DeadLetter { reply, .. } => drop(reply.send(Err(error))),
             Command::Forget { reply, .. } => drop(reply.send(Err(error))),
             Command::Probe { reply } => drop(reply.send(Err(error))),
