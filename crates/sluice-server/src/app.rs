@@ -132,7 +132,14 @@ impl Gateway {
             readiness: Arc::new(LaneReadiness(delivery.status())),
             waker: Some(delivery.waker()),
             consent,
+            collect_limiter: governor::RateLimiter::keyed(governor::Quota::per_minute(
+                std::num::NonZeroU32::new(config.browser.rate_limit_per_minute)
+                    .unwrap_or(std::num::NonZeroU32::MIN),
+            )),
         });
+        for warning in config.browser.safari_warnings() {
+            tracing::warn!(%warning, "browser endpoint");
+        }
         let mut router = router(state.clone());
         if let Some(emulator) = &sandbox {
             router = router.nest("/_sandbox", emulator.router());
@@ -239,6 +246,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/{version}/{pixel_id}/events",
             post(routes::graph::post_events),
+        )
+        .route(
+            "/collect",
+            post(routes::collect::collect).options(routes::collect::preflight),
+        )
+        .route(
+            &state.config.browser.script_path,
+            get(routes::collect::script),
         )
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))

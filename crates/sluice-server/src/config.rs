@@ -51,6 +51,7 @@ pub struct Config {
     pub api_keys: Vec<ApiKeyConfig>,
     pub admin: AdminConfig,
     pub consent: ConsentConfig,
+    pub browser: BrowserConfig,
 }
 
 impl Default for Config {
@@ -65,6 +66,7 @@ impl Default for Config {
             api_keys: Vec::new(),
             admin: AdminConfig::default(),
             consent: ConsentConfig::default(),
+            browser: BrowserConfig::default(),
         }
     }
 }
@@ -203,6 +205,81 @@ pub struct AdminConfig {
     pub key_file: Option<PathBuf>,
 }
 
+/// `[browser]`: the first-party endpoint for sluice.js (`/collect`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrowserConfig {
+    /// Where the gateway serves sluice.js.
+    pub script_path: String,
+    /// Page origins allowed to send events (`https://www.shop.example`). In
+    /// zero-config mode every origin is allowed; otherwise an empty list turns
+    /// the browser endpoint off.
+    pub allowed_origins: Vec<String>,
+    /// Domain of the `_fbp`/`_fbc` cookies sluice sets (the site's registrable
+    /// domain, e.g. `shop.example`); without it the cookies are host-only.
+    pub cookie_domain: Option<String>,
+    /// Lifetime of the cookies sluice sets, in days (browsers cap at 400).
+    pub cookie_max_age_days: u32,
+    /// Requests per minute one client IP may send.
+    pub rate_limit_per_minute: u32,
+    /// Largest `/collect` body, in bytes.
+    pub max_body_bytes: usize,
+}
+
+impl Default for BrowserConfig {
+    fn default() -> Self {
+        BrowserConfig {
+            script_path: "/sluice.js".into(),
+            allowed_origins: Vec::new(),
+            cookie_domain: None,
+            cookie_max_age_days: 390,
+            rate_limit_per_minute: 600,
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+impl BrowserConfig {
+    /// Warnings about setups in which Safari's tracking prevention treats the
+    /// endpoint as third-party (and caps or blocks its cookies).
+    pub fn safari_warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        let Some(domain) = self.cookie_domain.as_deref() else {
+            if !self.allowed_origins.is_empty() {
+                warnings.push(
+                    "browser.cookie_domain is not set: _fbp/_fbc cookies are host-only to the gateway's host; \
+                     set it to the site's domain (e.g. shop.example) and serve sluice under a subdomain of it"
+                        .to_owned(),
+                );
+            }
+            return warnings;
+        };
+        let domain = domain.trim_start_matches('.').to_ascii_lowercase();
+        for origin in &self.allowed_origins {
+            let host = origin
+                .split("://")
+                .nth(1)
+                .unwrap_or(origin)
+                .split([':', '/'])
+                .next()
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            if host != domain && !host.ends_with(&format!(".{domain}")) {
+                warnings.push(format!(
+                    "pages at {origin} are not on {domain}: Safari treats the gateway as third-party for them and drops its cookies; \
+                     serve sluice from a subdomain of the page's own site"
+                ));
+            }
+            if origin.starts_with("http://") && host != "localhost" && host != "127.0.0.1" {
+                warnings.push(format!(
+                    "{origin} is not https: cookies cannot be Secure there"
+                ));
+            }
+        }
+        warnings
+    }
+}
+
 /// `[consent]`: which policy decides, where the region comes from, the
 /// consent store, and how long decisions are kept.
 #[derive(Debug, Clone, Deserialize)]
@@ -266,7 +343,7 @@ fn string_or_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String
     })
 }
 
-const SECTIONS: [&str; 9] = [
+const SECTIONS: [&str; 10] = [
     "data_dir",
     "server",
     "store",
@@ -276,6 +353,7 @@ const SECTIONS: [&str; 9] = [
     "api_keys",
     "admin",
     "consent",
+    "browser",
 ];
 
 impl Config {
@@ -442,6 +520,24 @@ impl Config {
             }
         }
         self.consent.load_policy()?;
+        if !self.browser.script_path.starts_with('/') {
+            return invalid(format!(
+                "browser.script_path must start with '/', got {:?}",
+                self.browser.script_path
+            ));
+        }
+        for origin in &self.browser.allowed_origins {
+            if !(origin.starts_with("https://") || origin.starts_with("http://"))
+                || origin.ends_with('/')
+            {
+                return invalid(format!(
+                    "browser.allowed_origins: {origin:?} must be an origin like https://www.shop.example (scheme, host, optional port, no path)"
+                ));
+            }
+        }
+        if self.browser.rate_limit_per_minute == 0 {
+            return invalid("browser.rate_limit_per_minute must be at least 1".into());
+        }
         if let Some(region) = &self.normalize.default_region
             && (region.len() != 2 || !region.bytes().all(|b| b.is_ascii_alphabetic()))
         {
@@ -688,6 +784,29 @@ pixels = ["1234567890"]
             .unwrap_err()
             .to_string();
         assert!(err.contains("batch_size"), "{err}");
+    }
+
+    #[test]
+    fn safari_warnings_flag_other_sites() {
+        let browser = BrowserConfig {
+            allowed_origins: vec![
+                "https://www.shop.example".into(),
+                "https://other.example".into(),
+            ],
+            cookie_domain: Some("shop.example".into()),
+            ..BrowserConfig::default()
+        };
+        let warnings = browser.safari_warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("other.example"));
+        let err = Config::from_toml_with_env(
+            "[browser]\nallowed_origins = [\"shop.example\"]",
+            None,
+            env(&[]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("allowed_origins"), "{err}");
     }
 
     #[test]

@@ -70,6 +70,8 @@ pub struct AppState {
     pub waker: Option<sluice_delivery::LaneWaker>,
     /// The consent stage: policy, region headers, consent store.
     pub consent: crate::consent_stage::ConsentStage,
+    /// Per-client-IP limit on `/collect`.
+    pub collect_limiter: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
 }
 
 /// What `/readyz` asks beyond the store: the delivery lanes' health.

@@ -2,5 +2,6 @@
 
 pub mod admin;
 pub mod backend;
+pub mod collect;
 pub mod graph;
 pub mod health;
