@@ -56,7 +56,7 @@ pub use location::{
 pub use name::{normalize_external_id, normalize_name, normalize_name_prefix};
 pub use options::{NormalizeOptions, current_year_utc};
 pub use phone::normalize_phone;
-pub use user_data::{FieldRejection, hash_user_data};
+pub use user_data::{FieldRejection, hash_user_data, hash_user_data_with};
 
 use prehashed::Prehashed;
 

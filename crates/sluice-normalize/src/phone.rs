@@ -35,7 +35,9 @@
 //! threads. [`crate::warm_up`] pays the first-use cost at start-up, and fast paths
 //! handle the common cases without the parser: a table built once from the same
 //! metadata (calling codes, possible lengths, trunk prefixes) plus our own compiled,
-//! anchored copies of the national-prefix-for-parsing rules. Whenever a trunk prefix
+//! anchored copies of the national-prefix-for-parsing rules (each compiled when its
+//! calling code or region is first seen: all of them at once would hold ~10 MB of
+//! automata for the handful a deployment uses). Whenever a trunk prefix
 //! or a parsing rule could apply, the parser decides. A unit test checks that the fast
 //! paths agree with the parser on every example number in the metadata.
 
@@ -47,7 +49,7 @@ use phonenumber::metadata::DATABASE;
 use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 use std::fmt::Write as _;
 use std::str::FromStr;
-use std::sync::LazyLock;
+use std::sync::{LazyLock, OnceLock};
 
 /// Enough for any E.164 number (≤ 15 digits) plus an international prefix and slack.
 const MAX_DIGITS: usize = 24;
@@ -188,13 +190,21 @@ struct CodeInfo {
     prefixes: Vec<&'static str>,
     /// Sources of the regions' national-prefix-for-parsing rules.
     rule_sources: Vec<&'static str>,
-    /// Those rules, anchored, as one set (one pass over the digits for all of them).
-    rules: RuleSet,
+    /// Those rules, anchored, as one set (one pass over the digits for all of them);
+    /// compiled on first use, see [`CodeInfo::rules`].
+    rules: OnceLock<RuleSet>,
 }
 
 impl CodeInfo {
     fn possible(&self, len: usize) -> bool {
         len < 32 && self.lengths & (1 << len) != 0
+    }
+
+    /// The compiled rule set. Compiling every code's set up front cost ~10 MB of
+    /// automata and most of the start-up time, for the few calling codes a deployment
+    /// actually sees; compiling on first use gives the same answers.
+    fn rules(&self) -> &RuleSet {
+        self.rules.get_or_init(|| RuleSet::new(&self.rule_sources))
     }
 }
 
@@ -203,8 +213,18 @@ struct RegionInfo {
     id: Id,
     cc: u16,
     national_prefix: Option<&'static str>,
-    /// The region's national-prefix-for-parsing rule, anchored at the start.
-    rule: Option<Rule>,
+    /// Source of the region's national-prefix-for-parsing rule.
+    rule_source: Option<&'static str>,
+    /// That rule, anchored at the start; compiled on first use ([`RegionInfo::rule`]).
+    rule: OnceLock<Option<Rule>>,
+}
+
+impl RegionInfo {
+    fn rule(&self) -> Option<&Rule> {
+        self.rule
+            .get_or_init(|| self.rule_source.map(Rule::new))
+            .as_ref()
+    }
 }
 
 struct Tables {
@@ -221,6 +241,10 @@ static TABLES: LazyLock<Tables> = LazyLock::new(build_tables);
 /// cache takes a global lock (and recompiles on eviction) on every use, so the fast
 /// path must not touch it. `None` (a rule that did not compile; never seen) counts as
 /// always applying, which sends every number of that region to the parser.
+///
+/// Rules only ever see ASCII digits, so they are compiled without Unicode classes
+/// (`\d` = `[0-9]`; the same matches on such input, and automata a fraction of the
+/// size); a rule that needs Unicode mode to compile gets it.
 #[derive(Clone)]
 struct Rule(Option<Regex>);
 
@@ -230,12 +254,14 @@ struct RuleSet(Option<RegexSet>);
 
 impl RuleSet {
     fn new(sources: &[&str]) -> RuleSet {
-        RuleSet(
+        let build = |unicode: bool| {
             RegexSetBuilder::new(sources.iter().map(|s| format!("^(?:{s})")))
                 .ignore_whitespace(true)
+                .unicode(unicode)
                 .build()
-                .ok(),
-        )
+                .ok()
+        };
+        RuleSet(build(false).or_else(|| build(true)))
     }
 
     fn applies(&self, digits: &str) -> bool {
@@ -245,12 +271,15 @@ impl RuleSet {
 
 impl Rule {
     fn new(source: &str) -> Rule {
-        Rule(
-            RegexBuilder::new(&format!("^(?:{source})"))
+        let pattern = format!("^(?:{source})");
+        let build = |unicode: bool| {
+            RegexBuilder::new(&pattern)
                 .ignore_whitespace(true)
+                .unicode(unicode)
                 .build()
-                .ok(),
-        )
+                .ok()
+        };
+        Rule(build(false).or_else(|| build(true)))
     }
 
     fn applies(&self, digits: &str) -> bool {
@@ -283,16 +312,14 @@ fn build_tables() -> Tables {
                 }
             }
         }
-        let rule = meta
-            .national_prefix_for_parsing()
-            .map(|r| Rule::new(r.as_str()));
+        let rule_source = meta.national_prefix_for_parsing().map(|r| r.as_str());
         let prefix = meta.national_prefix().filter(|p| !p.is_empty());
         if let Some(slot) = codes.get_mut(usize::from(cc)) {
             let info = slot.get_or_insert_with(|| CodeInfo {
                 lengths: 0,
                 prefixes: Vec::new(),
                 rule_sources: Vec::new(),
-                rules: RuleSet(None),
+                rules: OnceLock::new(),
             });
             info.lengths |= lengths;
             if let Some(r) = meta.national_prefix_for_parsing() {
@@ -313,13 +340,11 @@ fn build_tables() -> Tables {
                     id,
                     cc,
                     national_prefix: prefix,
-                    rule,
+                    rule_source,
+                    rule: OnceLock::new(),
                 });
             }
         }
-    }
-    for info in codes.iter_mut().flatten() {
-        info.rules = RuleSet::new(&info.rule_sources);
     }
     Tables { codes, regions }
 }
@@ -418,7 +443,7 @@ fn international_fast(digits: &[u8]) -> Option<Result<E164, NormalizeError>> {
         .prefixes
         .iter()
         .any(|p| national.starts_with(p.as_bytes()))
-        || info.rules.applies(text)
+        || info.rules().applies(text)
     {
         return None;
     }
@@ -437,11 +462,7 @@ fn international(digits: &[u8]) -> Result<E164, NormalizeError> {
 
 /// The fast path for a national number of `region`: `None` when the parser is needed.
 fn national_fast(region: &RegionInfo, digits: &[u8]) -> Option<Result<E164, NormalizeError>> {
-    if region
-        .rule
-        .as_ref()
-        .is_some_and(|r| r.applies(ascii(digits)))
-    {
+    if region.rule().is_some_and(|r| r.applies(ascii(digits))) {
         return None;
     }
     // No parsing rule applies: the parser strips the trunk prefix (we leave doubled
@@ -755,5 +776,63 @@ mod tests {
             fast_intl * 2 > total && fast_nat * 2 > total,
             "fast paths should cover most numbers"
         );
+    }
+
+    /// Every rule compiles (so none silently sends all its numbers to the parser),
+    /// and the ASCII-only automata answer like Unicode-mode ones on digit strings:
+    /// each rule against every metadata example number, with and without the trunk
+    /// prefix, and every prefix of them.
+    #[test]
+    fn rules_compile_and_ascii_mode_agrees_with_unicode_mode() {
+        let mut haystacks: Vec<String> = Vec::new();
+        for meta in DATABASE.iter() {
+            let d = meta.descriptors();
+            for desc in [d.fixed_line(), d.mobile(), d.voip(), d.personal_number()]
+                .into_iter()
+                .flatten()
+            {
+                if let Some(example) = desc.example() {
+                    let prefix = meta.national_prefix().unwrap_or("");
+                    let full = format!("{prefix}{example}");
+                    haystacks.extend((1..=full.len()).map(|n| full[..n].to_owned()));
+                    haystacks.push(example.to_owned());
+                }
+            }
+        }
+        for code in TABLES.codes.iter().flatten() {
+            let set = code.rules().0.as_ref().expect("rule set compiles");
+            let unicode =
+                RegexSetBuilder::new(code.rule_sources.iter().map(|s| format!("^(?:{s})")))
+                    .ignore_whitespace(true)
+                    .build()
+                    .expect("compiles in Unicode mode");
+            for h in &haystacks {
+                assert_eq!(
+                    set.matches(h).into_iter().collect::<Vec<_>>(),
+                    unicode.matches(h).into_iter().collect::<Vec<_>>(),
+                    "{h}"
+                );
+            }
+        }
+        for region in TABLES.regions.iter().flatten() {
+            let Some(source) = region.rule_source else {
+                continue;
+            };
+            let rule = region
+                .rule()
+                .and_then(|r| r.0.as_ref())
+                .expect("rule compiles");
+            let unicode = RegexBuilder::new(&format!("^(?:{source})"))
+                .ignore_whitespace(true)
+                .build()
+                .expect("compiles in Unicode mode");
+            for h in &haystacks {
+                assert_eq!(
+                    rule.find(h).map(|m| m.range()),
+                    unicode.find(h).map(|m| m.range()),
+                    "{h}"
+                );
+            }
+        }
     }
 }

@@ -79,47 +79,66 @@ fn event_country(user_data: &UserData, scratch: &mut String) -> Option<CountryCo
 /// The event's own `country` (its first valid raw value) becomes
 /// [`NormalizeOptions::event_country`] unless `opts` already has one, so that phone
 /// numbers, states and ZIP codes are read for the right country.
+///
+/// Allocates a scratch buffer per call; [`hash_user_data_with`] is the same without.
 pub fn hash_user_data(user_data: &mut UserData, opts: &NormalizeOptions) -> Vec<FieldRejection> {
     let mut scratch = String::new();
+    let mut rejections = Vec::new();
+    hash_user_data_with(user_data, opts, &mut scratch, &mut rejections);
+    rejections
+}
+
+/// [`hash_user_data`] without allocating: `scratch` is a reusable buffer (its content
+/// afterwards is unspecified) and rejections are *appended* to `rejections`.
+///
+/// Values are replaced in place, so every key's `Vec` keeps its capacity; the only
+/// memory released is a raw value's own string when its hash replaces it. Same
+/// results, same order, same deduplication as [`hash_user_data`].
+pub fn hash_user_data_with(
+    user_data: &mut UserData,
+    opts: &NormalizeOptions,
+    scratch: &mut String,
+    rejections: &mut Vec<FieldRejection>,
+) {
     let opts = match opts.event_country {
         Some(_) => *opts,
-        None => opts.with_event_country(event_country(user_data, &mut scratch)),
+        None => opts.with_event_country(event_country(user_data, scratch)),
     };
-    let mut rejections = Vec::new();
     for key in HashedKey::ALL {
-        let values = user_data.hashed_mut(key);
-        if !values.values.iter().any(UserDataValue::is_raw) {
+        let values = &mut user_data.hashed_mut(key).values;
+        if !values.iter().any(UserDataValue::is_raw) {
             continue;
         }
         let field = field_of(key);
-        let old = std::mem::take(&mut values.values);
-        let mut kept: Vec<UserDataValue> = Vec::with_capacity(old.len());
-        for value in old {
-            let hashed = match value {
-                UserDataValue::Raw(pii) => {
-                    match hash_field(field, pii.expose(), &opts, &mut scratch) {
-                        Ok(FieldHash::Sha256(d)) => UserDataValue::Sha256(d),
-                        Ok(FieldHash::Md5(d)) => UserDataValue::Md5(d),
-                        Ok(FieldHash::Verbatim(v)) => UserDataValue::Verbatim(v.to_owned()),
-                        Ok(FieldHash::Empty) => continue,
-                        Err(error) => {
-                            rejections.push(FieldRejection { key, error });
-                            continue;
-                        }
+        // values[..kept] are the results so far, in input order; values[kept..i] are
+        // dropped or duplicate values waiting to be truncated away.
+        let mut kept = 0;
+        for i in 0..values.len() {
+            if let UserDataValue::Raw(pii) = &values[i] {
+                let hashed = match hash_field(field, pii.expose(), &opts, scratch) {
+                    Ok(FieldHash::Sha256(d)) => UserDataValue::Sha256(d),
+                    Ok(FieldHash::Md5(d)) => UserDataValue::Md5(d),
+                    Ok(FieldHash::Verbatim(v)) => UserDataValue::Verbatim(v.to_owned()),
+                    Ok(FieldHash::Empty) => continue,
+                    Err(error) => {
+                        rejections.push(FieldRejection { key, error });
+                        continue;
                     }
-                }
-                other => other,
-            };
-            if !kept.contains(&hashed) {
-                kept.push(hashed);
+                };
+                values[i] = hashed;
             }
+            if values[..kept].contains(&values[i]) {
+                continue;
+            }
+            values.swap(kept, i);
+            kept += 1;
         }
-        values.values = kept;
-        if values.values.len() != 1 {
-            values.single = false;
+        values.truncate(kept);
+        let hv = user_data.hashed_mut(key);
+        if hv.values.len() != 1 {
+            hv.single = false;
         }
     }
-    rejections
 }
 
 #[cfg(test)]
@@ -205,5 +224,120 @@ mod tests {
         let before = ud.clone();
         assert!(hash_user_data(&mut ud, &NormalizeOptions::new(2026)).is_empty());
         assert!(ud == before);
+    }
+
+    /// The algorithm `hash_user_data` had before `hash_user_data_with` (a new `Vec`
+    /// per key): the in-place version must give exactly its results.
+    fn reference(user_data: &mut UserData, opts: &NormalizeOptions) -> Vec<FieldRejection> {
+        let mut scratch = String::new();
+        let opts = match opts.event_country {
+            Some(_) => *opts,
+            None => opts.with_event_country(event_country(user_data, &mut scratch)),
+        };
+        let mut rejections = Vec::new();
+        for key in HashedKey::ALL {
+            let values = user_data.hashed_mut(key);
+            if !values.values.iter().any(UserDataValue::is_raw) {
+                continue;
+            }
+            let field = field_of(key);
+            let old = std::mem::take(&mut values.values);
+            let mut kept: Vec<UserDataValue> = Vec::with_capacity(old.len());
+            for value in old {
+                let hashed = match value {
+                    UserDataValue::Raw(pii) => {
+                        match hash_field(field, pii.expose(), &opts, &mut scratch) {
+                            Ok(FieldHash::Sha256(d)) => UserDataValue::Sha256(d),
+                            Ok(FieldHash::Md5(d)) => UserDataValue::Md5(d),
+                            Ok(FieldHash::Verbatim(v)) => UserDataValue::Verbatim(v.to_owned()),
+                            Ok(FieldHash::Empty) => continue,
+                            Err(error) => {
+                                rejections.push(FieldRejection { key, error });
+                                continue;
+                            }
+                        }
+                    }
+                    other => other,
+                };
+                if !kept.contains(&hashed) {
+                    kept.push(hashed);
+                }
+            }
+            values.values = kept;
+            if values.values.len() != 1 {
+                values.single = false;
+            }
+        }
+        rejections
+    }
+
+    const POOL: [&str; 10] = [
+        "Jane@Example.com",
+        " jane@example.com ",
+        "not an email",
+        "   ",
+        "+49 171 1234567",
+        "0171 1234567",
+        "DE",
+        "62A14E44F765419D10FEA99367361A727C12365E2520F32218D505ED9AA0F62F",
+        "62a14e44f765419d10fea99367361a727c12365e2520f32218d505ed9aa0f62f.AQQCAQMC",
+        "d41d8cd98f00b204e9800998ecf8427e",
+    ];
+
+    proptest::proptest! {
+        #[test]
+        fn in_place_matches_the_reference(
+            picks in proptest::collection::vec((0usize..4, 0usize..10, proptest::bool::ANY), 0..12),
+            single in proptest::bool::ANY,
+        ) {
+            let keys = [HashedKey::Em, HashedKey::Ph, HashedKey::Country, HashedKey::Zp];
+            let mut ud = UserData::default();
+            for (k, v, classified) in picks {
+                if classified {
+                    ud.push_classified(keys[k], POOL[v]);
+                } else {
+                    ud.push_raw(keys[k], POOL[v]);
+                }
+            }
+            for k in keys {
+                ud.hashed_mut(k).single = single;
+            }
+            let opts = NormalizeOptions::new(2026);
+            let mut want = ud.clone();
+            let want_rejections = reference(&mut want, &opts);
+            let mut scratch = String::new();
+            let mut rejections = vec![FieldRejection { key: HashedKey::Ge, error: NormalizeError::InvalidGender }];
+            hash_user_data_with(&mut ud, &opts, &mut scratch, &mut rejections);
+            proptest::prop_assert!(ud == want);
+            proptest::prop_assert_eq!(rejections[0].key, HashedKey::Ge, "appended, not cleared");
+            proptest::prop_assert_eq!(&rejections[1..], &want_rejections[..]);
+        }
+    }
+
+    #[test]
+    fn reuse_keeps_capacity() {
+        let opts = NormalizeOptions::new(2026);
+        let mut ud = UserData::default();
+        let mut scratch = String::new();
+        let mut rejections = Vec::new();
+        for round in 0..3 {
+            ud.em.clear();
+            ud.em.push(UserDataValue::Raw(sluice_core::Pii::new(
+                "Jane@Example.com",
+            )));
+            ud.em
+                .push(UserDataValue::Raw(sluice_core::Pii::new("jo@example.com")));
+            let before = ud.em.values.as_ptr();
+            rejections.clear();
+            hash_user_data_with(&mut ud, &opts, &mut scratch, &mut rejections);
+            assert_eq!(
+                ud.em.values,
+                vec![sha("jane@example.com"), sha("jo@example.com")]
+            );
+            assert!(rejections.is_empty());
+            if round > 0 {
+                assert_eq!(ud.em.values.as_ptr(), before, "same allocation");
+            }
+        }
     }
 }
