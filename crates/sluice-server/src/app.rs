@@ -70,6 +70,7 @@ pub struct Gateway {
     shutdown: watch::Sender<bool>,
     server: JoinHandle<()>,
     delivery: sluice_delivery::DeliveryEngine,
+    retention: JoinHandle<()>,
 }
 
 impl Gateway {
@@ -144,6 +145,12 @@ impl Gateway {
         if let Some(emulator) = &sandbox {
             router = router.nest("/_sandbox", emulator.router());
         }
+        let retention = crate::retention::spawn(
+            state.store.clone(),
+            crate::retention::RetentionSettings::from_config(&config),
+            options.clock.clone(),
+            shutdown_rx.clone(),
+        );
         let mut shutdown_rx = shutdown_rx;
         let server = tokio::spawn(async move {
             let serve = axum::serve(
@@ -172,6 +179,7 @@ impl Gateway {
             shutdown,
             server,
             delivery,
+            retention,
         })
     }
 
@@ -183,6 +191,7 @@ impl Gateway {
         let _ = self.shutdown.send(true);
         let _ = self.server.await;
         self.delivery.join().await;
+        let _ = self.retention.await;
         if let Err(e) = self.state.store.close().await {
             tracing::error!(error = %e, "closing the store");
         }

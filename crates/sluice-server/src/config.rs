@@ -108,6 +108,9 @@ pub struct StoreConfig {
     pub synchronous: String,
     /// How long duplicates are recognised, in hours (Meta uses 48).
     pub dedup_window_hours: u32,
+    /// How often expired dedup entries and consent-audit rows older than
+    /// `consent.audit_retention_days` are deleted, in seconds (also once at start).
+    pub purge_interval_secs: u64,
 }
 
 impl Default for StoreConfig {
@@ -117,6 +120,7 @@ impl Default for StoreConfig {
             path: None,
             synchronous: "full".into(),
             dedup_window_hours: 48,
+            purge_interval_secs: 600,
         }
     }
 }
@@ -480,6 +484,9 @@ impl Config {
         }
         if self.store.dedup_window_hours == 0 {
             return invalid("store.dedup_window_hours must be at least 1".into());
+        }
+        if self.store.purge_interval_secs == 0 {
+            return invalid("store.purge_interval_secs must be at least 1".into());
         }
         let mut seen = std::collections::BTreeSet::new();
         for pixel in &self.pixels {

@@ -13,6 +13,7 @@ pub mod error;
 pub mod ingest;
 pub mod metrics;
 pub mod pipeline;
+pub mod retention;
 pub mod routes;
 pub mod state;
 
