@@ -45,6 +45,11 @@ enum Command {
     /// Inspect and replay the dead-letter queue.
     #[command(subcommand)]
     Dlq(cmd::dlq::DlqCommand),
+    /// Consent decisions: explain one event's, list the recorded ones.
+    #[command(subcommand)]
+    Consent(cmd::consent::ConsentCommand),
+    /// Delete every queued or dead-lettered event of one person (by e-mail, phone or external id).
+    Forget(cmd::forget::ForgetArgs),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +63,8 @@ fn main() -> ExitCode {
         Command::Send(args) => cmd::send::run(args),
         Command::CheckConfig(args) => cmd::serve::check_config(args),
         Command::Dlq(command) => cmd::dlq::run(command),
+        Command::Consent(command) => cmd::consent::run(command),
+        Command::Forget(args) => cmd::forget::run(args),
     };
     match result {
         Ok(code) => code,

@@ -87,7 +87,7 @@ pub struct ReplayArgs {
     pub store: StoreArgs,
 }
 
-async fn open(args: &StoreArgs) -> anyhow::Result<SqliteStore> {
+pub(crate) async fn open(args: &StoreArgs) -> anyhow::Result<SqliteStore> {
     let mut config = Config::load(args.config.as_deref())?;
     if let Some(dir) = &args.data_dir {
         config.data_dir = dir.clone();

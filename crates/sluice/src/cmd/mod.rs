@@ -1,6 +1,8 @@
 //! One module per subcommand.
 
+pub mod consent;
 pub mod dlq;
+pub mod forget;
 pub mod normalize;
 pub mod send;
 pub mod serve;
