@@ -401,7 +401,7 @@ impl PostgresStore {
             let started = std::time::Instant::now();
             let result = client
                 .batch_execute(&format!(
-                    "VACUUM (SKIP_LOCKED) {}.{table}",
+                    "VACUUM (ANALYZE, SKIP_LOCKED, TRUNCATE false) {}.{table}",
                     self.shared.options.schema
                 ))
                 .await;

@@ -7,6 +7,13 @@
 //! group-commit writer) one implicit transaction, so a crash can never
 //! leave a deleted row without its counter update.
 //!
+//! Rows of a CTE are applied to a table with `id = ANY (ARRAY(SELECT id
+//! FROM cte))`, never with a join: the join's plan depends on row
+//! estimates, and on a bloated queue whose statistics said "empty" (right
+//! after a vacuum, with autovacuum's ANALYZE off) PostgreSQL chose a
+//! nested loop that walked the whole queue for every lease, which stalled
+//! delivery in the soak test. `= ANY(array)` is always a primary-key probe.
+//!
 //! Counter updates (`cnt` CTEs) always go to one shard row per pixel
 //! (`$shard`), and insert pixels in sorted order, so two statements lock
 //! counter rows in the same order.
@@ -184,7 +191,7 @@ impl Sql {
                 leased AS (
                     UPDATE {s}.queue AS q
                     SET leased_until_ms = $4, lease_batch = (SELECT id FROM batch)
-                    FROM claimed WHERE q.id = claimed.id
+                    WHERE q.id = ANY (ARRAY(SELECT id FROM claimed))
                     RETURNING q.id, q.pixel_id, q.event_name, q.event_id, q.event_time, q.source,
                               q.payload, q.attempts, q.last_error, q.test_event_code,
                               q.enqueued_ms, q.due_ms),
@@ -213,20 +220,20 @@ impl Sql {
             ),
             // $1 ids, $2 due_at, $3 attempt increment (0/1), $4 last_error.
             reschedule: s(&format!(
-                "WITH old AS (
+                "WITH gone AS (
                     SELECT id, lease_batch, leased_until_ms FROM {{s}}.queue
                     WHERE id = ANY($1::int8[]) ORDER BY id FOR UPDATE),
-                gone AS (
+                updated AS (
                     UPDATE {{s}}.queue AS q SET
                         due_ms = GREATEST($2::int8, COALESCE(q.hold_until_ms, $2::int8)),
                         leased_until_ms = NULL,
                         lease_batch = NULL,
                         attempts = q.attempts + $3::int4,
                         last_error = CASE WHEN $3::int4 = 1 THEN $4::text ELSE q.last_error END
-                    FROM old WHERE q.id = old.id
-                    RETURNING old.lease_batch, old.leased_until_ms),
+                    WHERE q.id = ANY (ARRAY(SELECT id FROM gone))
+                    RETURNING 1),
                 {LEASE_RELEASE}
-                SELECT count(*) FROM gone"
+                SELECT count(*) FROM updated"
             )),
             // $1 ids, $2 code, $3 message, $4 detail, $5 now, $6 shard.
             dead_letter: with_shard(
