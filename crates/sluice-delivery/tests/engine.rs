@@ -67,6 +67,8 @@ fn new_event(pixel: &str, payload: &Value, test_event_code: Option<&str>) -> New
         user_keys: vec![HASH.to_owned()],
         test_event_code: test_event_code.map(str::to_owned),
         hold_until_ms: None,
+        order_id: None,
+        event_id_origin: sluice_store::EventIdOrigin::Sent,
     }
 }
 

@@ -69,6 +69,8 @@ fn event(pixel: &str, id: &str, event_time: i64, email: &str) -> NewEvent {
         user_keys: vec![HASH.to_owned()],
         test_event_code: None,
         hold_until_ms: None,
+        order_id: None,
+        event_id_origin: sluice_store::EventIdOrigin::Sent,
     }
 }
 

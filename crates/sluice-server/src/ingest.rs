@@ -151,6 +151,8 @@ pub async fn ingest(
                         .clone()
                         .or_else(|| state.test_event_code_for(&item.pixel_id, ctx.source)),
                     hold_until_ms: None,
+                    order_id: None,
+                    event_id_origin: sluice_store::EventIdOrigin::Sent,
                 });
                 stored_index.push((index, event_id, prepared.match_quality, prepared.warnings));
                 outcomes.push(None);

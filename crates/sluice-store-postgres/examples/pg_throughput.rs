@@ -110,6 +110,8 @@ fn make_event(pixel: &str, i: u64) -> NewEvent {
         user_keys: vec![em, ph],
         test_event_code: None,
         hold_until_ms: None,
+        order_id: None,
+        event_id_origin: sluice_store::EventIdOrigin::Sent,
     }
 }
 

@@ -73,8 +73,10 @@ use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use sluice_store::{
     AuditEntry, AuditFilter, AuditRow, DEFAULT_DEDUP_WINDOW_MS, DeadLetter, DeadLetterId,
-    DeadLetterReason, DedupReportRow, DlqFilter, EnqueueOutcome, EventRowId, ForgetReport,
-    LeasedEvent, LedgerEntry, NewEvent, PixelStats, PurgeReport, Store, StoreError, StoreStats,
+    DeadLetterReason, DedupReport, DedupReportQuery, DlqFilter, EnqueueOutcome, EventRowId,
+    EventSource, ForgetReport, LeasedEvent, LedgerEntry, MAX_IDS_PER_EXAMPLE, MergeFn,
+    MergeOutcome, MergeRequest, NewEvent, PixelStats, PurgeReport, Store, StoreError, StoreStats,
+    ledger_order_id,
 };
 use tokio::sync::{Mutex as AsyncMutex, mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -508,6 +510,7 @@ fn validate_events(events: &[NewEvent]) -> Result<(), StoreError> {
         let texts = [&event.pixel_id, &event.event_name, &event.event_id]
             .into_iter()
             .chain(event.test_event_code.as_ref())
+            .chain(event.order_id.as_ref())
             .chain(&event.user_keys);
         for text in texts {
             if text.contains('\0') {
@@ -802,17 +805,166 @@ impl Store for PostgresStore {
 
     async fn dedup_report(
         &self,
-        pixel_id: Option<&str>,
+        query: &DedupReportQuery,
         now_ms: i64,
-    ) -> Result<Vec<DedupReportRow>, StoreError> {
-        if let Some(pixel) = pixel_id {
+    ) -> Result<DedupReport, StoreError> {
+        if let Some(pixel) = &query.pixel_id {
             no_nul(pixel, "pixel_id")?;
         }
-        let live_after_ms = now_ms.saturating_sub(self.shared.options.dedup_window_ms);
-        let rows = self
-            .query(&self.shared.sql.dedup_report, &[&live_after_ms, &pixel_id])
-            .await?;
-        rows.iter().map(rows::report_row).collect()
+        let since_ms = query.effective_since_ms(now_ms, self.shared.options.dedup_window_ms);
+        let pixel_id = query.pixel_id.as_deref();
+        let max = i64::from(query.effective_max_examples());
+        // One more than asked tells whether a list was cut.
+        let fetch = max + 1;
+        let per_order = MAX_IDS_PER_EXAMPLE as i32;
+        let mut client = self.client().await?;
+        // One snapshot for the rows and the lists.
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(pg_error)?;
+        let sql = &self.shared.sql;
+        let stmt = tx
+            .prepare_cached(&sql.report_rows)
+            .await
+            .map_err(pg_error)?;
+        let rows = tx
+            .query(&stmt, &[&since_ms, &pixel_id])
+            .await
+            .map_err(pg_error)?
+            .iter()
+            .map(rows::report_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let stmt = tx
+            .prepare_cached(&sql.report_order_conflicts)
+            .await
+            .map_err(pg_error)?;
+        let mut orders = tx
+            .query(&stmt, &[&since_ms, &pixel_id, &fetch, &per_order])
+            .await
+            .map_err(pg_error)?
+            .iter()
+            .map(rows::order_conflict)
+            .collect::<Result<Vec<_>, _>>()?;
+        let stmt = tx
+            .prepare_cached(&sql.report_name_conflicts)
+            .await
+            .map_err(pg_error)?;
+        let mut names = tx
+            .query(&stmt, &[&since_ms, &pixel_id, &fetch])
+            .await
+            .map_err(pg_error)?
+            .iter()
+            .map(rows::name_conflict)
+            .collect::<Result<Vec<_>, _>>()?;
+        tx.commit().await.map_err(pg_error)?;
+        let limit = usize::try_from(max).unwrap_or(usize::MAX);
+        let truncated = orders.len() > limit || names.len() > limit;
+        orders.truncate(limit);
+        names.truncate(limit);
+        Ok(DedupReport {
+            since_ms,
+            until_ms: now_ms,
+            rows,
+            order_ids_with_several_event_ids: orders,
+            event_ids_with_several_event_names: names,
+            truncated,
+        })
+    }
+
+    async fn merge_held(
+        &self,
+        request: MergeRequest,
+        merge: MergeFn,
+        now_ms: i64,
+    ) -> Result<MergeOutcome, StoreError> {
+        self.ensure_open()?;
+        if request.event_id.is_empty() {
+            return Ok(MergeOutcome::NotMerged);
+        }
+        let texts = [&request.pixel_id, &request.event_name, &request.event_id];
+        if texts.into_iter().any(|t| t.contains('\0')) {
+            return Ok(MergeOutcome::NotMerged);
+        }
+        if request
+            .user_keys
+            .iter()
+            .chain(&request.order_id)
+            .any(|t| t.contains('\0'))
+        {
+            return Err(StoreError::invalid(
+                "merge text contains a NUL character, which PostgreSQL cannot store",
+            ));
+        }
+        let sql = &self.shared.sql;
+        let mut client = self.client().await?;
+        // Locks the held row first, then its ledger entry: the order
+        // `forget` uses (enqueue locks ledger rows but never an existing
+        // queue row), so the two cannot wait on each other in a cycle.
+        let tx = client.transaction().await.map_err(pg_error)?;
+        let stmt = tx.prepare_cached(&sql.held_copy).await.map_err(pg_error)?;
+        let held = tx
+            .query_opt(
+                &stmt,
+                &[
+                    &request.pixel_id,
+                    &request.event_name,
+                    &request.event_id,
+                    &now_ms,
+                    &request.source.as_str(),
+                ],
+            )
+            .await
+            .map_err(pg_error)?;
+        let Some(held) = held else {
+            return Ok(MergeOutcome::NotMerged);
+        };
+        let row_id: i64 = held.try_get(0).map_err(pg_error)?;
+        let into_source: &str = held.try_get(1).map_err(pg_error)?;
+        let into_source: EventSource = into_source.parse().map_err(|_| StoreError::Corrupt {
+            message: "queue.source holds an unknown source".to_owned(),
+        })?;
+        let payload: Vec<u8> = held.try_get(2).map_err(pg_error)?;
+        // A panicking merge function is a refusal, as in every backend.
+        let merged =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || merge(&payload)))
+                .ok()
+                .flatten();
+        let Some(merged) = merged else {
+            return Ok(MergeOutcome::NotMerged);
+        };
+        let stmt = tx
+            .prepare_cached(&sql.merge_queue)
+            .await
+            .map_err(pg_error)?;
+        tx.execute(&stmt, &[&row_id, &merged, &now_ms, &request.user_keys])
+            .await
+            .map_err(pg_error)?;
+        let stmt = tx
+            .prepare_cached(&sql.merge_ledger)
+            .await
+            .map_err(pg_error)?;
+        tx.execute(
+            &stmt,
+            &[
+                &request.pixel_id,
+                &request.event_name,
+                &request.event_id,
+                &i16::from(request.source.bit()),
+                &now_ms,
+                &ledger_order_id(request.order_id.as_deref()),
+            ],
+        )
+        .await
+        .map_err(pg_error)?;
+        tx.commit().await.map_err(pg_error)?;
+        Ok(MergeOutcome::Merged {
+            id: EventRowId::from_raw(row_id),
+            into_source,
+        })
     }
 
     async fn stats(&self, now_ms: i64) -> Result<StoreStats, StoreError> {
@@ -1103,6 +1255,8 @@ mod tests {
             user_keys: Vec::new(),
             test_event_code: None,
             hold_until_ms: None,
+            order_id: None,
+            event_id_origin: sluice_store::EventIdOrigin::Sent,
         };
         assert_eq!(
             validate_events(&[event]).unwrap_err().code(),

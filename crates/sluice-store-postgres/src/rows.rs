@@ -2,8 +2,8 @@
 //! forbids (an unknown source name, a negative count) is `Corrupt`.
 
 use sluice_store::{
-    AuditEntry, AuditRow, DeadLetter, DeadLetterId, DedupReportRow, EventRowId, EventSource,
-    LeasedEvent, LedgerEntry, SourceSet, StoreError,
+    AuditEntry, AuditRow, DeadLetter, DeadLetterId, DedupReportRow, EventIdConflict, EventIdOrigin,
+    EventRowId, EventSource, LeasedEvent, LedgerEntry, OrderIdConflict, SourceSet, StoreError,
 };
 use tokio_postgres::Row;
 
@@ -75,20 +75,48 @@ pub(crate) fn ledger_entry(row: &Row) -> Result<LedgerEntry, StoreError> {
         first_seen_ms: row.try_get(5).map_err(pg_error)?,
         last_seen_ms: row.try_get(6).map_err(pg_error)?,
         duplicates: count(row.try_get(7).map_err(pg_error)?),
+        merged: count(row.try_get(8).map_err(pg_error)?),
+        order_id: row.try_get(9).map_err(pg_error)?,
+        event_id_origin: EventIdOrigin::from_code(i64::from(
+            row.try_get::<_, i16>(10).map_err(pg_error)?,
+        )),
     })
 }
 
-/// A row of the `dedup_report` statement.
+/// A row of the `report_rows` statement.
 pub(crate) fn report_row(row: &Row) -> Result<DedupReportRow, StoreError> {
+    let n = |i: usize| row.try_get::<_, i64>(i).map_err(pg_error).map(count);
     Ok(DedupReportRow {
         pixel_id: row.try_get(0).map_err(pg_error)?,
-        sources: source_set(row.try_get(1).map_err(pg_error)?),
-        keys: count(row.try_get(2).map_err(pg_error)?),
-        duplicates: count(
-            row.try_get::<_, Option<i64>>(3)
-                .map_err(pg_error)?
-                .unwrap_or(0),
-        ),
+        event_name: row.try_get(1).map_err(pg_error)?,
+        events: n(2)?,
+        browser_only: n(3)?,
+        server_only: n(4)?,
+        both: n(5)?,
+        merged: n(6)?,
+        duplicates: n(7)?,
+        without_event_id: n(8)?,
+        random_event_id: n(9)?,
+    })
+}
+
+/// A row of the `report_order_conflicts` statement.
+pub(crate) fn order_conflict(row: &Row) -> Result<OrderIdConflict, StoreError> {
+    Ok(OrderIdConflict {
+        pixel_id: row.try_get(0).map_err(pg_error)?,
+        event_name: row.try_get(1).map_err(pg_error)?,
+        order_id: row.try_get(2).map_err(pg_error)?,
+        event_id_count: count(row.try_get(3).map_err(pg_error)?),
+        event_ids: row.try_get(4).map_err(pg_error)?,
+    })
+}
+
+/// A row of the `report_name_conflicts` statement.
+pub(crate) fn name_conflict(row: &Row) -> Result<EventIdConflict, StoreError> {
+    Ok(EventIdConflict {
+        pixel_id: row.try_get(0).map_err(pg_error)?,
+        event_id: row.try_get(1).map_err(pg_error)?,
+        event_names: row.try_get(2).map_err(pg_error)?,
     })
 }
 

@@ -10,8 +10,8 @@
 //!
 //! - `queue`: one row per event waiting for delivery; `id` is an identity
 //!   column, so ids are never reused and grow with arrival. Indexed by
-//!   `(pixel_id, due_ms)` (the lease scan; ties on `due_ms` are put in `id`
-//!   order by an incremental sort) and `hold_until_ms` (partial,
+//!   `(pixel_id, due_ms, (id + 0))` (the lease scan, in lease order; see
+//!   below for the `+ 0`) and `hold_until_ms` (partial,
 //!   for `stats`). `user_keys` is deliberately *not* indexed: a GIN index
 //!   on it cost 40 % of the queue's insert rate (measured), for the sake of
 //!   `forget`, a rare operator action that scans the queue instead (the
@@ -46,6 +46,14 @@
 //!   held until each other's commit. `stats` sums the shards.
 //! - `store_meta`: `writable_probe`, bumped by `check_writable`.
 //! - `consent_audit` (version 2): one row per consent decision, by time.
+//! - Version 3 (dual tracking): `dedup_ledger` gains `order_id` (the first
+//!   copy's order id, capped), `id_origin` (`EventIdOrigin` code) and
+//!   `merged` (copies merged into the held first copy), for the dedup
+//!   report, which scans the live ledger (no index added on the hot insert
+//!   path). `queue_held_by_key` indexes held rows by dedup key for
+//!   `merge_held`; it is partial (`hold_until_ms IS NOT NULL`), so only
+//!   events enqueued under a merge hold pay for it, and a lease (which
+//!   writes neither the key nor `hold_until_ms`) stays a HOT update.
 //! - `schema_migrations`: one row per applied version.
 //!
 //! # Plans that survive bad statistics
@@ -55,8 +63,12 @@
 //! builds up. With such statistics PostgreSQL once served `id = ANY($1)`
 //! by a full scan of an index that merely *contained* `id` as its last
 //! column, and each ack took seconds. So no secondary index here contains
-//! the primary key column: `id` lookups can only use the primary key, and
-//! the statements avoid plan-dependent joins (see `sql`).
+//! the primary key column as such: the lease index ends in the expression
+//! `id + 0`, which orders the same but which the planner cannot match to
+//! `id = …`, so `id` lookups can only use the primary key. (Dropping `id`
+//! from that index instead made every lease sort all rows sharing a
+//! `due_ms`, e.g. a whole DLQ replay: quadratic.) The statements also avoid
+//! plan-dependent joins (see `sql`).
 //!
 //! # Vacuum
 //!
@@ -82,7 +94,7 @@ use tokio_postgres::Client;
 use crate::error::pg_error;
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// How many counter rows each pixel may have (see the module header).
 pub(crate) const COUNTER_SHARDS: i16 = 16;
@@ -92,6 +104,11 @@ pub(crate) const COUNTER_SHARDS: i16 = 16;
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "queue, ledger, dead letters, counters", V1),
     (2, "consent audit", V2),
+    (
+        3,
+        "dual tracking: ledger order id, id origin and merges; held rows by key",
+        V3,
+    ),
 ];
 
 const V1: &str = r#"
@@ -122,7 +139,7 @@ CREATE TABLE {s}.queue (
     autovacuum_analyze_threshold = 50000,
     autovacuum_vacuum_cost_delay = 1
 );
-CREATE INDEX queue_by_pixel_due ON {s}.queue (pixel_id, due_ms);
+CREATE INDEX queue_by_pixel_due ON {s}.queue (pixel_id, due_ms, (id + 0));
 CREATE INDEX queue_by_hold ON {s}.queue (hold_until_ms) WHERE hold_until_ms IS NOT NULL;
 
 CREATE SEQUENCE {s}.lease_batch_ids;
@@ -219,6 +236,17 @@ CREATE TABLE {s}.consent_audit (
     autovacuum_vacuum_insert_threshold = 200000
 );
 CREATE INDEX consent_audit_by_time ON {s}.consent_audit (time_ms);
+"#;
+
+/// Version 3: dual tracking (see the module header). `ADD COLUMN` with a
+/// constant default rewrites nothing.
+const V3: &str = r#"
+ALTER TABLE {s}.dedup_ledger
+    ADD COLUMN order_id text COLLATE "C",
+    ADD COLUMN id_origin smallint NOT NULL DEFAULT 0,
+    ADD COLUMN merged bigint NOT NULL DEFAULT 0;
+CREATE INDEX queue_held_by_key ON {s}.queue (pixel_id, event_name, event_id)
+    WHERE hold_until_ms IS NOT NULL;
 "#;
 
 /// What [`migrate`] found and did.

@@ -60,6 +60,9 @@ const COUNTERS_FROM_DELTA: &str = "
 /// - `$24-$31`, one element per consent-audit row of the round's requests
 ///   (`append_audit` rides the same group commit): time, pixel, name, id,
 ///   source, outcome, rule, record.
+/// - `$32-$33`, one element per key like `$1-$7`: the order id (NULL if no
+///   copy carried one) and the first copy's `EventIdOrigin` code. A live
+///   entry keeps its order id and only fills it in when it had none.
 ///
 /// A key's `ON CONFLICT DO UPDATE` either restarts an expired entry (the
 /// round's copy wins) or records the round's copies as duplicates of the
@@ -72,16 +75,23 @@ const COUNTERS_FROM_DELTA: &str = "
 const ENQUEUE_ROUND: &str = "
     WITH k AS (
         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[],
-                             $5::text[], $6::int2[], $7::int8[])
+                             $5::text[], $6::int2[], $7::int8[], $32::text[], $33::int2[])
             WITH ORDINALITY AS k(pixel_id, event_name, event_id, now_ms,
-                                 first_source, sources, duplicates, ord)),
+                                 first_source, sources, duplicates, order_id, id_origin, ord)),
     claimed AS (
         INSERT INTO {s}.dedup_ledger AS l
             (pixel_id, event_name, event_id, first_seen_ms, last_seen_ms,
-             first_source, sources, duplicates)
-        SELECT pixel_id, event_name, event_id, now_ms, now_ms, first_source, sources, duplicates
+             first_source, sources, duplicates, order_id, id_origin, merged)
+        SELECT pixel_id, event_name, event_id, now_ms, now_ms, first_source, sources, duplicates,
+               order_id, id_origin, 0
         FROM k ORDER BY ord
         ON CONFLICT (pixel_id, event_name, event_id) DO UPDATE SET
+            order_id = CASE WHEN l.first_seen_ms <= excluded.first_seen_ms - $8::int8
+                            THEN excluded.order_id ELSE COALESCE(l.order_id, excluded.order_id) END,
+            id_origin = CASE WHEN l.first_seen_ms <= excluded.first_seen_ms - $8::int8
+                             THEN excluded.id_origin ELSE l.id_origin END,
+            merged = CASE WHEN l.first_seen_ms <= excluded.first_seen_ms - $8::int8
+                          THEN 0 ELSE l.merged END,
             first_seen_ms = CASE WHEN l.first_seen_ms <= excluded.first_seen_ms - $8::int8
                                  THEN excluded.first_seen_ms ELSE l.first_seen_ms END,
             first_source = CASE WHEN l.first_seen_ms <= excluded.first_seen_ms - $8::int8
@@ -156,7 +166,12 @@ pub(crate) struct Sql {
     pub(crate) dlq_get: String,
     pub(crate) dlq_list_base: String,
     pub(crate) dedup_lookup: String,
-    pub(crate) dedup_report: String,
+    pub(crate) report_rows: String,
+    pub(crate) report_order_conflicts: String,
+    pub(crate) report_name_conflicts: String,
+    pub(crate) held_copy: String,
+    pub(crate) merge_queue: String,
+    pub(crate) merge_ledger: String,
     pub(crate) due_pixels: String,
     pub(crate) stats: String,
     pub(crate) purge_ledger: String,
@@ -185,7 +200,7 @@ impl Sql {
                     SELECT id FROM {s}.queue
                     WHERE pixel_id = $1 AND due_ms <= $2
                       AND (leased_until_ms IS NULL OR leased_until_ms <= $2)
-                    ORDER BY due_ms, id
+                    ORDER BY due_ms, id + 0
                     LIMIT $3
                     FOR UPDATE SKIP LOCKED),
                 leased AS (
@@ -308,16 +323,72 @@ impl Sql {
             // $1-$3 key, $4 live after (first_seen_ms > $4).
             dedup_lookup: s("
                 SELECT pixel_id, event_name, event_id, first_source, sources, first_seen_ms,
-                       last_seen_ms, duplicates
+                       last_seen_ms, duplicates, merged, order_id, id_origin
                 FROM {s}.dedup_ledger
                 WHERE pixel_id = $1 AND event_name = $2 AND event_id = $3 AND first_seen_ms > $4"),
-            // $1 live after, $2 pixel or NULL.
-            dedup_report: s("
-                SELECT pixel_id, sources, count(*), sum(duplicates)::int8
+            // The dedup report, in one REPEATABLE READ transaction. $1 since
+            // (first_seen_ms >= $1), $2 pixel or NULL. Bit 1 of `sources` is
+            // the browser, bits 2|4|8 the server side; every key counts once.
+            report_rows: s("
+                SELECT pixel_id, event_name, count(*)::int8,
+                       count(*) FILTER (WHERE merged = 0 AND sources & 1 <> 0 AND sources & 14 = 0)::int8,
+                       count(*) FILTER (WHERE merged = 0 AND sources & 1 = 0)::int8,
+                       count(*) FILTER (WHERE merged = 0 AND sources & 1 <> 0 AND sources & 14 <> 0)::int8,
+                       count(*) FILTER (WHERE merged > 0)::int8,
+                       COALESCE(sum(duplicates), 0)::int8,
+                       count(*) FILTER (WHERE id_origin <> 0)::int8,
+                       count(*) FILTER (WHERE id_origin = 2)::int8
                 FROM {s}.dedup_ledger
-                WHERE first_seen_ms > $1 AND ($2::text IS NULL OR pixel_id = $2::text)
-                GROUP BY pixel_id, sources
-                ORDER BY pixel_id, sources"),
+                WHERE first_seen_ms >= $1 AND ($2::text IS NULL OR pixel_id = $2::text)
+                GROUP BY pixel_id, event_name
+                ORDER BY pixel_id, event_name"),
+            // $1 since, $2 pixel or NULL, $3 limit, $4 ids per order.
+            report_order_conflicts: s("
+                SELECT pixel_id, event_name, order_id, count(DISTINCT event_id)::int8,
+                       (array_agg(DISTINCT event_id ORDER BY event_id))[1:$4::int4]
+                FROM {s}.dedup_ledger
+                WHERE first_seen_ms >= $1 AND ($2::text IS NULL OR pixel_id = $2::text)
+                  AND order_id IS NOT NULL
+                GROUP BY pixel_id, event_name, order_id
+                HAVING count(DISTINCT event_id) > 1
+                ORDER BY pixel_id, event_name, order_id
+                LIMIT $3"),
+            // $1 since, $2 pixel or NULL, $3 limit.
+            report_name_conflicts: s("
+                SELECT pixel_id, event_id, array_agg(DISTINCT event_name ORDER BY event_name)
+                FROM {s}.dedup_ledger
+                WHERE first_seen_ms >= $1 AND ($2::text IS NULL OR pixel_id = $2::text)
+                GROUP BY pixel_id, event_id
+                HAVING count(DISTINCT event_name) > 1
+                ORDER BY pixel_id, event_id
+                LIMIT $3"),
+            // merge_held, in one transaction. $1-$3 key, $4 now, $5 the later
+            // copy's source. A held row is never leasable (due_ms is its hold);
+            // `leased_until_ms IS NULL` refuses a row another node leased with a
+            // clock past the hold, and FOR UPDATE re-checks all of it on a row
+            // changed since the snapshot.
+            held_copy: s("
+                SELECT id, source, payload FROM {s}.queue
+                WHERE pixel_id = $1 AND event_name = $2 AND event_id = $3
+                  AND hold_until_ms > $4 AND leased_until_ms IS NULL AND attempts = 0
+                  AND source <> $5
+                ORDER BY id
+                LIMIT 1
+                FOR UPDATE"),
+            // $1 id, $2 payload, $3 now (due), $4 user keys to add.
+            merge_queue: s("
+                UPDATE {s}.queue
+                SET payload = $2, due_ms = $3, hold_until_ms = NULL,
+                    user_keys = ARRAY(SELECT DISTINCT k FROM unnest(user_keys || $4::text[]) AS k
+                                      ORDER BY k)
+                WHERE id = $1"),
+            // $1-$3 key, $4 source bit, $5 now, $6 order id.
+            merge_ledger: s("
+                UPDATE {s}.dedup_ledger
+                SET sources = sources | $4::int2, merged = merged + 1,
+                    last_seen_ms = GREATEST(last_seen_ms, $5::int8),
+                    order_id = COALESCE(order_id, $6::text)
+                WHERE pixel_id = $1 AND event_name = $2 AND event_id = $3"),
             // $1 now.
             due_pixels: s("
                 SELECT c.pixel_id

@@ -66,7 +66,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use deadpool_postgres::GenericClient;
-use sluice_store::{AuditRow, EnqueueOutcome, EventRowId, EventSource, NewEvent, StoreError};
+use sluice_store::{
+    AuditRow, EnqueueOutcome, EventRowId, EventSource, NewEvent, StoreError, ledger_order_id,
+};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::Shared;
@@ -313,12 +315,16 @@ fn key_of(event: &NewEvent) -> Key<'_> {
 }
 
 /// The copies of one key within a round.
-struct KeyCopies {
+struct KeyCopies<'a> {
     now_ms: i64,
     first: (usize, usize),
     first_source: EventSource,
     sources: u8,
     copies: i64,
+    /// The first order id any copy carried.
+    order_id: Option<&'a str>,
+    /// The first copy's `EventIdOrigin` code.
+    id_origin: i16,
 }
 
 /// Runs one round (see [`crate::sql`]'s `ENQUEUE_ROUND`) and fills
@@ -331,7 +337,7 @@ async fn commit_round<C: GenericClient + Sync>(
     outcomes: &mut [Vec<Option<EnqueueOutcome>>],
 ) -> Result<(), RoundError> {
     // Fold the copies of each key, in sorted key order (the lock order).
-    let mut folded: BTreeMap<Key<'_>, KeyCopies> = BTreeMap::new();
+    let mut folded: BTreeMap<Key<'_>, KeyCopies<'_>> = BTreeMap::new();
     let mut pixel_totals: BTreeMap<&str, i64> = BTreeMap::new();
     for r in round.clone() {
         let request = &group[r];
@@ -340,11 +346,13 @@ async fn commit_round<C: GenericClient + Sync>(
             if event.event_id.is_empty() {
                 continue;
             }
+            let order_id = ledger_order_id(event.order_id.as_deref());
             folded
                 .entry(key_of(event))
                 .and_modify(|k| {
                     k.sources |= event.source.bit();
                     k.copies += 1;
+                    k.order_id = k.order_id.or(order_id);
                 })
                 .or_insert(KeyCopies {
                     now_ms: request.now_ms,
@@ -352,10 +360,12 @@ async fn commit_round<C: GenericClient + Sync>(
                     first_source: event.source,
                     sources: event.source.bit(),
                     copies: 1,
+                    order_id,
+                    id_origin: event.event_id_origin.code(),
                 });
         }
     }
-    let keys: Vec<(Key<'_>, KeyCopies)> = folded.into_iter().collect();
+    let keys: Vec<(Key<'_>, KeyCopies<'_>)> = folded.into_iter().collect();
     let position: HashMap<Key<'_>, usize> =
         keys.iter().enumerate().map(|(i, (k, _))| (*k, i)).collect();
 
@@ -380,6 +390,8 @@ async fn commit_round<C: GenericClient + Sync>(
     let k_first: Vec<&str> = keys.iter().map(|(_, c)| c.first_source.as_str()).collect();
     let k_sources: Vec<i16> = keys.iter().map(|(_, c)| i16::from(c.sources)).collect();
     let k_extra: Vec<i64> = keys.iter().map(|(_, c)| c.copies - 1).collect();
+    let k_order: Vec<Option<&str>> = keys.iter().map(|(_, c)| c.order_id).collect();
+    let k_origin: Vec<i16> = keys.iter().map(|(_, c)| c.id_origin).collect();
 
     let n = candidates.len();
     let mut key_ord = Vec::with_capacity(n);
@@ -464,6 +476,8 @@ async fn commit_round<C: GenericClient + Sync>(
                 &a_outcome,
                 &a_rule,
                 &a_record,
+                &k_order,
+                &k_origin,
             ],
         )
         .await
@@ -578,6 +592,8 @@ mod tests {
                 user_keys: Vec::new(),
                 test_event_code: None,
                 hold_until_ms: None,
+                order_id: None,
+                event_id_origin: sluice_store::EventIdOrigin::Sent,
             })
             .collect();
         EnqueueRequest {

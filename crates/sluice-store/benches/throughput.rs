@@ -34,6 +34,8 @@ fn event(i: u64) -> NewEvent {
         user_keys: vec![fake_sha256_hex(2 * i), fake_sha256_hex(2 * i + 1)],
         test_event_code: None,
         hold_until_ms: None,
+        order_id: None,
+        event_id_origin: sluice_store::EventIdOrigin::Sent,
     }
 }
 

@@ -24,8 +24,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::{
-    DeadLetterId, DeadLetterReason, DlqFilter, EnqueueOutcome, EventRowId, EventSource,
-    LeasedEvent, NewEvent, SourceSet, Store, StoreError,
+    DeadLetterId, DeadLetterReason, DedupReportQuery, DlqFilter, EnqueueOutcome, EventIdOrigin,
+    EventRowId, EventSource, LeasedEvent, MergeFn, MergeOutcome, MergeRequest, NewEvent, SourceSet,
+    Store, StoreError,
 };
 
 /// The base instant of every test: 2023-11-14T22:13:20Z, in Unix ms.
@@ -74,6 +75,13 @@ macro_rules! store_conformance_tests {
             concurrent_enqueuers_get_consistent_outcomes,
             check_writable_succeeds_on_a_fresh_store,
             writes_after_close_fail_with_closed,
+            ledger_keeps_order_id_and_event_id_origin,
+            merge_held_folds_a_later_copy_into_the_held_one,
+            merge_held_needs_a_copy_that_is_still_held,
+            merge_held_never_touches_a_leased_copy,
+            merge_held_refused_or_panicking_changes_nothing,
+            dedup_report_counts_sources_merges_and_duplicates,
+            dedup_report_lists_suspicious_ids,
         );
     };
     (@tests $factory:expr; $($name:ident),* $(,)?) => {
@@ -101,6 +109,8 @@ pub fn event(pixel_id: &str, event_name: &str, event_id: &str, source: EventSour
         user_keys: vec![format!("key-{event_id}")],
         test_event_code: None,
         hold_until_ms: None,
+        order_id: None,
+        event_id_origin: EventIdOrigin::Sent,
     }
 }
 
@@ -422,13 +432,20 @@ pub async fn empty_event_id_is_never_deduplicated(factory: impl AsyncFn() -> Arc
             .unwrap(),
         None
     );
-    assert!(store.dedup_report(None, T0 + 1).await.unwrap().is_empty());
+    assert!(
+        store
+            .dedup_report(&DedupReportQuery::default(), T0 + 1)
+            .await
+            .unwrap()
+            .rows
+            .is_empty()
+    );
     assert_eq!(store.stats(T0 + 1).await.unwrap().queued, 3);
 }
 
 /// The ledger keeps the first source, every source that sent the key, the
-/// duplicate count and the last sighting; the report groups live keys by
-/// (pixel, exact source set).
+/// duplicate count and the last sighting; the report counts live keys by
+/// where they came from, per pixel and event name.
 pub async fn ledger_records_every_source_and_duplicate_count(
     factory: impl AsyncFn() -> Arc<dyn Store>,
 ) {
@@ -490,24 +507,36 @@ pub async fn ledger_records_every_source_and_duplicate_count(
         "an expired entry is not reported even before purge"
     );
 
-    let report = store.dedup_report(Some("p1"), T0 + 400).await.unwrap();
-    let rows: Vec<(String, u64, u64)> = report
-        .iter()
-        .map(|r| (r.sources.to_string(), r.keys, r.duplicates))
-        .collect();
+    let p1 = DedupReportQuery {
+        pixel_id: Some("p1".to_owned()),
+        ..DedupReportQuery::default()
+    };
+    let report = store.dedup_report(&p1, T0 + 400).await.unwrap();
+    assert_eq!(report.rows.len(), 1, "{report:?}");
+    let row = &report.rows[0];
     assert_eq!(
-        rows,
-        vec![
-            ("browser".to_owned(), 1, 0),
-            ("backend".to_owned(), 1, 0),
-            ("browser+backend".to_owned(), 1, 3),
-        ],
-        "sorted by source bits"
+        (row.pixel_id.as_str(), row.event_name.as_str()),
+        ("p1", "Purchase")
     );
-    let all = store.dedup_report(None, T0 + 400).await.unwrap();
-    assert_eq!(all.len(), 4);
-    assert_eq!(all[3].pixel_id, "p2");
-    assert_eq!(all[3].sources, SourceSet::EMPTY.with(EventSource::Graph));
+    assert_eq!(
+        (
+            row.events,
+            row.browser_only,
+            row.server_only,
+            row.both,
+            row.merged,
+            row.duplicates
+        ),
+        (3, 1, 1, 1, 0, 3)
+    );
+    let all = store
+        .dedup_report(&DedupReportQuery::default(), T0 + 400)
+        .await
+        .unwrap();
+    assert_eq!(all.rows.len(), 2);
+    assert_eq!(all.rows[1].pixel_id, "p2");
+    assert_eq!(all.rows[1].event_name, "Lead");
+    assert_eq!((all.rows[1].events, all.rows[1].server_only), (1, 1));
     let stats = store.stats(T0 + 400).await.unwrap();
     assert_eq!(pixel_stat(&stats, "p1").duplicates_total, 3);
     assert_eq!(pixel_stat(&stats, "p2").duplicates_total, 0);
@@ -1372,11 +1401,12 @@ pub async fn purge_deletes_only_expired_ledger_entries(factory: impl AsyncFn() -
 
     assert_eq!(
         store
-            .dedup_report(None, T0 + 1_000)
+            .dedup_report(&DedupReportQuery::default(), T0 + 1_000)
             .await
             .unwrap()
+            .rows
             .iter()
-            .map(|r| r.keys)
+            .map(|r| r.events)
             .sum::<u64>(),
         1
     );
@@ -1674,4 +1704,578 @@ pub async fn audit_rows_are_kept_listed_filtered_and_purged(
         vec![T0 + 2, T0 + 10_000]
     );
     assert_eq!(store.purge_audit(T0).await.unwrap(), 0);
+}
+
+// ---------------------------------------------------------------------------
+// dual tracking: identity merge and the dedup report
+
+/// An event that waits `hold_ms` for a merge, as the gateway enqueues a
+/// browser copy when the merge window is on.
+fn held(pixel: &str, name: &str, id: &str, at: i64, hold_ms: i64) -> NewEvent {
+    let mut e = event(pixel, name, id, EventSource::Browser);
+    e.hold_until_ms = Some(at + hold_ms);
+    e
+}
+
+fn merge_request(pixel: &str, name: &str, id: &str, source: EventSource) -> MergeRequest {
+    MergeRequest {
+        pixel_id: pixel.to_owned(),
+        event_name: name.to_owned(),
+        event_id: id.to_owned(),
+        source,
+        user_keys: vec![format!("merged-key-{id}")],
+        order_id: Some(format!("order-of-{id}")),
+    }
+}
+
+/// A merge function that checks it got `expected` and answers `merged`.
+fn merging_into(expected: Vec<u8>, merged: &[u8]) -> MergeFn {
+    let merged = merged.to_vec();
+    Box::new(move |held: &[u8]| {
+        assert_eq!(held, expected.as_slice(), "merge gets the held payload");
+        Some(merged)
+    })
+}
+
+/// A merge function that must never be called.
+fn never_called() -> MergeFn {
+    Box::new(|_: &[u8]| panic!("merge function called although nothing is held"))
+}
+
+/// The ledger records the order id (first one seen, capped) and whether the
+/// sender gave the event id.
+pub async fn ledger_keeps_order_id_and_event_id_origin(factory: impl AsyncFn() -> Arc<dyn Store>) {
+    let store = factory().await;
+    let mut a = event("p1", "Purchase", "order-7731", EventSource::Browser);
+    a.event_id_origin = EventIdOrigin::OrderId;
+    let mut b = event("p1", "Purchase", "random-id", EventSource::Backend);
+    b.event_id_origin = EventIdOrigin::Generated;
+    b.order_id = Some("x".repeat(crate::MAX_ORDER_ID_BYTES + 50));
+    let c = event("p1", "Lead", "sent-id", EventSource::Graph);
+    enqueue_ok(&*store, vec![a, b, c], T0).await;
+    // A duplicate fills in an order id the first copy did not carry...
+    let mut dup = event("p1", "Purchase", "order-7731", EventSource::Backend);
+    dup.order_id = Some("7731".to_owned());
+    assert!(store.enqueue(vec![dup], T0 + 1).await.unwrap()[0].is_duplicate());
+    // ...but never replaces one.
+    let mut dup = event("p1", "Purchase", "order-7731", EventSource::Import);
+    dup.order_id = Some("other".to_owned());
+    assert!(store.enqueue(vec![dup], T0 + 2).await.unwrap()[0].is_duplicate());
+
+    let lookup = async |name: &str, id: &str| {
+        store
+            .dedup_lookup("p1", name, id, T0 + 3)
+            .await
+            .unwrap()
+            .expect("entry")
+    };
+    let a = lookup("Purchase", "order-7731").await;
+    assert_eq!(a.order_id.as_deref(), Some("7731"));
+    assert_eq!(a.event_id_origin, EventIdOrigin::OrderId);
+    assert_eq!((a.duplicates, a.merged), (2, 0));
+    let b = lookup("Purchase", "random-id").await;
+    assert_eq!(b.event_id_origin, EventIdOrigin::Generated);
+    assert_eq!(b.order_id.map(|o| o.len()), Some(crate::MAX_ORDER_ID_BYTES));
+    let c = lookup("Lead", "sent-id").await;
+    assert_eq!((c.order_id, c.event_id_origin), (None, EventIdOrigin::Sent));
+}
+
+/// A later copy from another source merges into the held copy: the copy
+/// gets the merged payload and the later copy's user keys, is released at
+/// once, and the ledger records the source and the merge (not a duplicate).
+pub async fn merge_held_folds_a_later_copy_into_the_held_one(
+    factory: impl AsyncFn() -> Arc<dyn Store>,
+) {
+    let store = factory().await;
+    let original = held("p1", "Purchase", "order-1", T0, 30_000);
+    let original_payload = original.payload.clone();
+    let id = enqueue_ok(&*store, vec![original], T0).await[0];
+    assert!(
+        lease_ids(&*store, "p1", 10, T0 + 1_000).await.is_empty(),
+        "held"
+    );
+    assert_eq!(store.stats(T0 + 1_000).await.unwrap().held, 1);
+
+    let outcome = store
+        .merge_held(
+            merge_request("p1", "Purchase", "order-1", EventSource::Backend),
+            merging_into(original_payload, b"{\"merged\":true}"),
+            T0 + 1_000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        outcome,
+        MergeOutcome::Merged {
+            id,
+            into_source: EventSource::Browser
+        }
+    );
+    let stats = store.stats(T0 + 1_000).await.unwrap();
+    assert_eq!(
+        (stats.queued, stats.held, stats.duplicates_total),
+        (1, 0, 0)
+    );
+    let entry = store
+        .dedup_lookup("p1", "Purchase", "order-1", T0 + 1_000)
+        .await
+        .unwrap()
+        .expect("entry");
+    assert_eq!(entry.first_source, EventSource::Browser);
+    assert_eq!(
+        entry.sources,
+        SourceSet::EMPTY
+            .with(EventSource::Browser)
+            .with(EventSource::Backend)
+    );
+    assert_eq!((entry.merged, entry.duplicates), (1, 0));
+    assert_eq!(entry.last_seen_ms, T0 + 1_000);
+    assert_eq!(entry.order_id.as_deref(), Some("order-of-order-1"));
+
+    // Released: due now, with the merged payload, once.
+    let leased = store
+        .lease("p1", 10, LONG_LEASE_MS, T0 + 1_000)
+        .await
+        .unwrap();
+    assert_eq!(event_ids(&leased), vec!["order-1"]);
+    assert_eq!(leased[0].id, id);
+    assert_eq!(leased[0].payload, b"{\"merged\":true}".to_vec());
+    assert_eq!(leased[0].source, EventSource::Browser);
+
+    // A third copy is a plain duplicate: the hold is over.
+    let again = store
+        .merge_held(
+            merge_request("p1", "Purchase", "order-1", EventSource::Graph),
+            never_called(),
+            T0 + 1_500,
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, MergeOutcome::NotMerged);
+    let dup = store
+        .enqueue(
+            vec![event("p1", "Purchase", "order-1", EventSource::Graph)],
+            T0 + 1_500,
+        )
+        .await
+        .unwrap();
+    assert!(dup[0].is_duplicate());
+
+    // The merged-in user keys are the event's: `forget` finds it by them.
+    let forgotten = store
+        .forget(&["merged-key-order-1".to_owned()])
+        .await
+        .unwrap();
+    assert_eq!(forgotten.queued, 1);
+}
+
+/// Nothing to merge into: no entry, no hold, a hold that has passed, a copy
+/// from the same source, another key. The merge function is not called and
+/// nothing changes.
+pub async fn merge_held_needs_a_copy_that_is_still_held(factory: impl AsyncFn() -> Arc<dyn Store>) {
+    let store = factory().await;
+    let not_held = event("p1", "Purchase", "plain", EventSource::Browser);
+    enqueue_ok(
+        &*store,
+        vec![
+            held("p1", "Purchase", "held", T0, 30_000),
+            not_held,
+            held("p1", "Lead", "held", T0, 30_000),
+        ],
+        T0,
+    )
+    .await;
+    let cases: [(&str, &str, &str, EventSource, i64, &str); 6] = [
+        (
+            "p1",
+            "Purchase",
+            "unknown",
+            EventSource::Backend,
+            T0 + 1,
+            "no such key",
+        ),
+        (
+            "p1",
+            "Purchase",
+            "plain",
+            EventSource::Backend,
+            T0 + 1,
+            "never held",
+        ),
+        (
+            "p1",
+            "Purchase",
+            "held",
+            EventSource::Browser,
+            T0 + 1,
+            "same source",
+        ),
+        (
+            "p2",
+            "Purchase",
+            "held",
+            EventSource::Backend,
+            T0 + 1,
+            "other pixel",
+        ),
+        (
+            "p1",
+            "AddToCart",
+            "held",
+            EventSource::Backend,
+            T0 + 1,
+            "other name",
+        ),
+        (
+            "p1",
+            "Purchase",
+            "held",
+            EventSource::Backend,
+            T0 + 30_000,
+            "hold over",
+        ),
+    ];
+    for (pixel, name, id, source, at, why) in cases {
+        let outcome = store
+            .merge_held(merge_request(pixel, name, id, source), never_called(), at)
+            .await
+            .unwrap();
+        assert_eq!(outcome, MergeOutcome::NotMerged, "{why}");
+    }
+    let entry = store
+        .dedup_lookup("p1", "Purchase", "held", T0 + 2)
+        .await
+        .unwrap()
+        .expect("entry");
+    assert_eq!(entry.sources, SourceSet::EMPTY.with(EventSource::Browser));
+    assert_eq!(entry.merged, 0);
+    let stats = store.stats(T0 + 2).await.unwrap();
+    assert_eq!((stats.queued, stats.held), (3, 2));
+    // After the hold the copy is delivered as enqueued.
+    let leased = store
+        .lease("p1", 10, LONG_LEASE_MS, T0 + 30_000)
+        .await
+        .unwrap();
+    assert_eq!(leased.len(), 3);
+    let held_copy = leased
+        .iter()
+        .find(|e| e.event_name == "Purchase" && e.event_id == "held");
+    assert_eq!(
+        held_copy.map(|e| e.payload.clone()),
+        Some(payload_for("p1", "Purchase", "held"))
+    );
+}
+
+/// A copy leased by a node whose clock passed the hold is never merged into,
+/// even by a caller whose `now_ms` is still inside the hold (clock skew
+/// between nodes, or a `now_ms` taken before waiting for the store).
+pub async fn merge_held_never_touches_a_leased_copy(factory: impl AsyncFn() -> Arc<dyn Store>) {
+    let store = factory().await;
+    enqueue_ok(
+        &*store,
+        vec![held("p1", "Purchase", "raced", T0, 30_000)],
+        T0,
+    )
+    .await;
+    let leased = lease_ids(&*store, "p1", 10, T0 + 30_000).await;
+    assert_eq!(leased.len(), 1);
+    let outcome = store
+        .merge_held(
+            merge_request("p1", "Purchase", "raced", EventSource::Backend),
+            never_called(),
+            T0 + 1_000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome, MergeOutcome::NotMerged);
+    let entry = store
+        .dedup_lookup("p1", "Purchase", "raced", T0 + 1_000)
+        .await
+        .unwrap()
+        .expect("entry");
+    assert_eq!(entry.merged, 0);
+    assert_eq!(store.ack(&leased, T0 + 31_000).await.unwrap(), 1);
+}
+
+/// A merge function that refuses (returns `None`) or panics leaves the held
+/// copy as it was; the store keeps working.
+pub async fn merge_held_refused_or_panicking_changes_nothing(
+    factory: impl AsyncFn() -> Arc<dyn Store>,
+) {
+    let store = factory().await;
+    enqueue_ok(&*store, vec![held("p1", "Purchase", "h", T0, 30_000)], T0).await;
+    let refuse: MergeFn = Box::new(|_: &[u8]| None);
+    let explode: MergeFn = Box::new(|_: &[u8]| panic!("merge exploded"));
+    for merge in [refuse, explode] {
+        let outcome = store
+            .merge_held(
+                merge_request("p1", "Purchase", "h", EventSource::Backend),
+                merge,
+                T0 + 1,
+            )
+            .await
+            .unwrap();
+        assert_eq!(outcome, MergeOutcome::NotMerged);
+    }
+    let entry = store
+        .dedup_lookup("p1", "Purchase", "h", T0 + 1)
+        .await
+        .unwrap()
+        .expect("entry");
+    assert_eq!(
+        (entry.merged, entry.sources.bits()),
+        (0, EventSource::Browser.bit())
+    );
+    assert_eq!(store.stats(T0 + 1).await.unwrap().held, 1);
+    // The store still writes, and a good merge still works.
+    store.check_writable().await.unwrap();
+    let outcome = store
+        .merge_held(
+            merge_request("p1", "Purchase", "h", EventSource::Backend),
+            merging_into(payload_for("p1", "Purchase", "h"), b"{}"),
+            T0 + 2,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(outcome, MergeOutcome::Merged { .. }));
+}
+
+/// Per pixel and event name: browser only, server only, both (deduplicated),
+/// merged, duplicates, events without an id; `since` and `pixel` filters.
+pub async fn dedup_report_counts_sources_merges_and_duplicates(
+    factory: impl AsyncFn() -> Arc<dyn Store>,
+) {
+    let store = factory().await;
+    let mut random = event("p1", "Purchase", "gen-1", EventSource::Backend);
+    random.event_id_origin = EventIdOrigin::Generated;
+    let mut from_order = event("p1", "Purchase", "order-9", EventSource::Backend);
+    from_order.event_id_origin = EventIdOrigin::OrderId;
+    from_order.order_id = Some("9".to_owned());
+    enqueue_ok(
+        &*store,
+        vec![
+            event("p1", "Purchase", "b-only", EventSource::Browser),
+            random,
+            from_order,
+            event("p1", "Purchase", "pair", EventSource::Browser),
+            held("p1", "Purchase", "merged", T0, 30_000),
+            event("p1", "Lead", "g", EventSource::Graph),
+            event("p1", "Lead", "i", EventSource::Import),
+            event("p2", "Purchase", "other-pixel", EventSource::Browser),
+        ],
+        T0,
+    )
+    .await;
+    for (id, source) in [
+        ("pair", EventSource::Backend),
+        ("pair", EventSource::Browser),
+        ("b-only", EventSource::Browser),
+    ] {
+        let out = store
+            .enqueue(vec![event("p1", "Purchase", id, source)], T0 + 10)
+            .await
+            .unwrap();
+        assert!(out[0].is_duplicate());
+    }
+    let merged = store
+        .merge_held(
+            merge_request("p1", "Purchase", "merged", EventSource::Backend),
+            merging_into(payload_for("p1", "Purchase", "merged"), b"{}"),
+            T0 + 20,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(merged, MergeOutcome::Merged { .. }));
+    // Later in the period: one more server-only event.
+    enqueue_ok(
+        &*store,
+        vec![event("p1", "Purchase", "late", EventSource::Backend)],
+        T0 + 5_000,
+    )
+    .await;
+
+    let report = store
+        .dedup_report(&DedupReportQuery::default(), T0 + 6_000)
+        .await
+        .unwrap();
+    assert_eq!(report.until_ms, T0 + 6_000);
+    assert!(report.since_ms <= T0);
+    let rows: Vec<(&str, &str, [u64; 9])> = report
+        .rows
+        .iter()
+        .map(|r| {
+            (
+                r.pixel_id.as_str(),
+                r.event_name.as_str(),
+                [
+                    r.events,
+                    r.browser_only,
+                    r.server_only,
+                    r.both,
+                    r.merged,
+                    r.duplicates,
+                    r.without_event_id,
+                    r.random_event_id,
+                    r.browser_only + r.server_only + r.both + r.merged,
+                ],
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            ("p1", "Lead", [2, 0, 2, 0, 0, 0, 0, 0, 2]),
+            ("p1", "Purchase", [6, 1, 3, 1, 1, 3, 2, 1, 6]),
+            ("p2", "Purchase", [1, 1, 0, 0, 0, 0, 0, 0, 1]),
+        ]
+    );
+    assert!(!report.truncated);
+
+    let since = store
+        .dedup_report(
+            &DedupReportQuery {
+                pixel_id: Some("p1".to_owned()),
+                since_ms: Some(T0 + 1_000),
+                ..DedupReportQuery::default()
+            },
+            T0 + 6_000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(since.since_ms, T0 + 1_000);
+    assert_eq!(since.rows.len(), 1);
+    assert_eq!(
+        (
+            since.rows[0].event_name.as_str(),
+            since.rows[0].events,
+            since.rows[0].server_only
+        ),
+        ("Purchase", 1, 1)
+    );
+    // Expired keys are not reported, even before purge.
+    let later = store
+        .dedup_report(
+            &DedupReportQuery::default(),
+            T0 + 4_000 + store.dedup_window_ms(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(later.rows.len(), 1, "{later:?}");
+    assert_eq!(later.rows[0].events, 1);
+}
+
+/// The suspicious cases: one order id under several event ids (per pixel and
+/// event name) and one event id under several event names (per pixel);
+/// capped at `max_examples` with `truncated` set.
+pub async fn dedup_report_lists_suspicious_ids(factory: impl AsyncFn() -> Arc<dyn Store>) {
+    let store = factory().await;
+    let with_order = |id: &str, source: EventSource, order: &str| {
+        let mut e = event("p1", "Purchase", id, source);
+        e.order_id = Some(order.to_owned());
+        e
+    };
+    enqueue_ok(
+        &*store,
+        vec![
+            // Order 77: the page used order-77, the backend its own id.
+            with_order("order-77", EventSource::Browser, "77"),
+            with_order("7f3c-uuid", EventSource::Backend, "77"),
+            // Order 78: consistent ids (a duplicate, not suspicious).
+            with_order("order-78", EventSource::Browser, "78"),
+            // Order 79 on another event name: not mixed with Purchase.
+            {
+                let mut e = event("p1", "InitiateCheckout", "ic-79", EventSource::Browser);
+                e.order_id = Some("79".to_owned());
+                e
+            },
+            with_order("order-79", EventSource::Browser, "79"),
+            // One id, two names (the backend's casing differs).
+            event("p1", "Purchase", "evt-5", EventSource::Browser),
+            event("p1", "purchase", "evt-5", EventSource::Backend),
+            event("p2", "Lead", "evt-5", EventSource::Backend),
+            // More conflicts, for the cap.
+            with_order("a-80", EventSource::Browser, "80"),
+            with_order("b-80", EventSource::Backend, "80"),
+            with_order("a-81", EventSource::Browser, "81"),
+            with_order("b-81", EventSource::Backend, "81"),
+            with_order("c-81", EventSource::Graph, "81"),
+        ],
+        T0,
+    )
+    .await;
+    assert!(
+        store
+            .enqueue(
+                vec![with_order("order-78", EventSource::Backend, "78")],
+                T0 + 1
+            )
+            .await
+            .unwrap()[0]
+            .is_duplicate()
+    );
+
+    let report = store
+        .dedup_report(&DedupReportQuery::default(), T0 + 2)
+        .await
+        .unwrap();
+    let orders: Vec<(&str, &str, &str, u64, Vec<&str>)> = report
+        .order_ids_with_several_event_ids
+        .iter()
+        .map(|o| {
+            (
+                o.pixel_id.as_str(),
+                o.event_name.as_str(),
+                o.order_id.as_str(),
+                o.event_id_count,
+                o.event_ids.iter().map(String::as_str).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        orders,
+        vec![
+            ("p1", "Purchase", "77", 2, vec!["7f3c-uuid", "order-77"]),
+            ("p1", "Purchase", "80", 2, vec!["a-80", "b-80"]),
+            ("p1", "Purchase", "81", 3, vec!["a-81", "b-81", "c-81"]),
+        ]
+    );
+    let names: Vec<(&str, &str, Vec<&str>)> = report
+        .event_ids_with_several_event_names
+        .iter()
+        .map(|c| {
+            (
+                c.pixel_id.as_str(),
+                c.event_id.as_str(),
+                c.event_names.iter().map(String::as_str).collect(),
+            )
+        })
+        .collect();
+    assert_eq!(names, vec![("p1", "evt-5", vec!["Purchase", "purchase"])]);
+    assert!(!report.truncated);
+
+    let capped = store
+        .dedup_report(
+            &DedupReportQuery {
+                max_examples: Some(2),
+                ..DedupReportQuery::default()
+            },
+            T0 + 2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(capped.order_ids_with_several_event_ids.len(), 2);
+    assert_eq!(capped.order_ids_with_several_event_ids[1].order_id, "80");
+    assert!(capped.truncated);
+    let other_pixel = store
+        .dedup_report(
+            &DedupReportQuery {
+                pixel_id: Some("p2".to_owned()),
+                ..DedupReportQuery::default()
+            },
+            T0 + 2,
+        )
+        .await
+        .unwrap();
+    assert!(other_pixel.order_ids_with_several_event_ids.is_empty());
+    assert!(other_pixel.event_ids_with_several_event_names.is_empty());
 }

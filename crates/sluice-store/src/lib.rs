@@ -49,10 +49,12 @@ pub use error::StoreError;
 pub use ids::{DeadLetterId, EventRowId, ParseIdError};
 pub use sqlite::{SqliteOptions, SqliteStore, WriterStats};
 pub use types::{
-    AuditEntry, AuditFilter, AuditRow, DEFAULT_DEDUP_WINDOW_MS, DEFAULT_DLQ_LIMIT, DeadLetter,
-    DeadLetterReason, DedupReportRow, DlqFilter, EnqueueOutcome, EventSource, ForgetReport,
-    LeasedEvent, LedgerEntry, MAX_DLQ_LIMIT, NewEvent, ParseSourceError, PixelStats, PurgeReport,
-    SourceSet, StoreStats,
+    AuditEntry, AuditFilter, AuditRow, DEFAULT_DEDUP_WINDOW_MS, DEFAULT_DLQ_LIMIT,
+    DEFAULT_REPORT_EXAMPLES, DeadLetter, DeadLetterReason, DedupReport, DedupReportQuery,
+    DedupReportRow, DlqFilter, EnqueueOutcome, EventIdConflict, EventIdOrigin, EventSource,
+    ForgetReport, LeasedEvent, LedgerEntry, MAX_DLQ_LIMIT, MAX_IDS_PER_EXAMPLE, MAX_ORDER_ID_BYTES,
+    MergeFn, MergeOutcome, MergeRequest, NewEvent, OrderIdConflict, ParseSourceError, PixelStats,
+    PurgeReport, SourceSet, StoreStats, ledger_order_id,
 };
 
 /// The durable queue. Object-safe: the server holds an `Arc<dyn Store>`.
@@ -157,14 +159,38 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
     ) -> Result<Option<LedgerEntry>, StoreError>;
 
-    /// Live ledger entries grouped by (pixel, source set), optionally for one
-    /// pixel, sorted by pixel then source bits. Scans the live ledger: meant
-    /// for the `sluice dedup` report, not for `/metrics`.
+    /// Where the live ledger's keys came from, per pixel and event name, and
+    /// the suspicious ids (see [`DedupReport`]), for keys first seen at or
+    /// after [`DedupReportQuery::effective_since_ms`]. Scans the live ledger:
+    /// meant for `sluice dedup report` and `/admin/dedup`, not for `/metrics`.
     async fn dedup_report(
         &self,
-        pixel_id: Option<&str>,
+        query: &DedupReportQuery,
         now_ms: i64,
-    ) -> Result<Vec<DedupReportRow>, StoreError>;
+    ) -> Result<DedupReport, StoreError>;
+
+    /// Identity merge: folds a later copy of an event into the first copy,
+    /// which waits in the queue under a hold (`NewEvent::hold_until_ms`).
+    ///
+    /// Finds the queued copy of the key `(pixel_id, event_name, event_id)`
+    /// that came from another source than `request.source`, is still held
+    /// at `now_ms` (`hold_until_ms > now_ms`) and was never leased. If there
+    /// is one, `merge` gets its payload; when it returns a payload, in one
+    /// transaction the copy gets that payload and `request.user_keys`, is
+    /// released (due at `now_ms`), and its ledger entry gains
+    /// `request.source`, one `merged` and the order id if it had none.
+    /// Otherwise nothing changes and the caller treats its copy as usual
+    /// (within the dedup window, a duplicate).
+    ///
+    /// Race-free against leases: a held copy is not leasable before its hold
+    /// ends, a copy leased by another node (whose clock ran past the hold) is
+    /// not merged into, and the check and the update commit together.
+    async fn merge_held(
+        &self,
+        request: MergeRequest,
+        merge: MergeFn,
+        now_ms: i64,
+    ) -> Result<MergeOutcome, StoreError>;
 
     /// Counters for `/metrics`. Cost is independent of the backlog size
     /// (bounded by the number of pixels, leased and held events).

@@ -181,6 +181,63 @@ impl fmt::Display for SourceSet {
     }
 }
 
+/// Longest `order_id` the dedup ledger keeps, in bytes; longer ones are cut
+/// at a char boundary (an order id is a business id, not personal data, and
+/// is kept as sent, but a sender must not be able to bloat the ledger).
+pub const MAX_ORDER_ID_BYTES: usize = 128;
+
+/// `order_id` as the ledger keeps it: cut to [`MAX_ORDER_ID_BYTES`] at a char
+/// boundary; `None` for an empty id.
+pub fn ledger_order_id(order_id: Option<&str>) -> Option<&str> {
+    let id = order_id?;
+    if id.is_empty() {
+        return None;
+    }
+    let mut end = id.len().min(MAX_ORDER_ID_BYTES);
+    while !id.is_char_boundary(end) {
+        end -= 1;
+    }
+    Some(&id[..end])
+}
+
+/// Where an event's `event_id` came from. Recorded in the dedup ledger so that
+/// the dedup report can show events that arrived without an id.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventIdOrigin {
+    /// The sender gave it.
+    #[default]
+    Sent,
+    /// The sender gave none; the gateway derived `order-<order_id>` (the rule
+    /// sluice.js applies too, so such events still deduplicate).
+    OrderId,
+    /// The sender gave neither an id nor an order id; the gateway made a random
+    /// one, which no other copy of the event can share.
+    Generated,
+}
+
+// === impl EventIdOrigin ===
+
+impl EventIdOrigin {
+    /// The stored code; part of the on-disk format of every backend.
+    pub const fn code(self) -> i16 {
+        match self {
+            EventIdOrigin::Sent => 0,
+            EventIdOrigin::OrderId => 1,
+            EventIdOrigin::Generated => 2,
+        }
+    }
+
+    /// Rebuilds an origin from its stored code; unknown codes read as `Sent`.
+    pub const fn from_code(code: i64) -> Self {
+        match code {
+            1 => EventIdOrigin::OrderId,
+            2 => EventIdOrigin::Generated,
+            _ => EventIdOrigin::Sent,
+        }
+    }
+}
+
 /// One event handed to [`Store::enqueue`](crate::Store::enqueue), already
 /// normalized, hashed and consented.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -208,6 +265,11 @@ pub struct NewEvent {
     /// Not deliverable before this instant (identity-merge window); `None`
     /// means due at once.
     pub hold_until_ms: Option<i64>,
+    /// The shop's order id (`custom_data.order_id`), kept in the dedup ledger
+    /// (cut to [`MAX_ORDER_ID_BYTES`]) for the dedup report.
+    pub order_id: Option<String>,
+    /// Whether the sender gave the `event_id` or the gateway made it.
+    pub event_id_origin: EventIdOrigin,
 }
 
 impl fmt::Debug for NewEvent {
@@ -223,6 +285,8 @@ impl fmt::Debug for NewEvent {
             .field("user_keys", &self.user_keys.len())
             .field("test_event_code", &self.test_event_code)
             .field("hold_until_ms", &self.hold_until_ms)
+            .field("order_id", &self.order_id.is_some())
+            .field("event_id_origin", &self.event_id_origin)
             .finish()
     }
 }
@@ -424,21 +488,182 @@ pub struct LedgerEntry {
     pub last_seen_ms: i64,
     /// How many later copies were rejected as duplicates.
     pub duplicates: u64,
+    /// How many later copies were merged into the held first copy
+    /// ([`Store::merge_held`](crate::Store::merge_held)).
+    pub merged: u64,
+    /// The order id of the first copy that carried one.
+    pub order_id: Option<String>,
+    /// Where the first copy's `event_id` came from.
+    pub event_id_origin: EventIdOrigin,
 }
 
-/// One line of the dedup report: live ledger keys of one pixel, grouped by
-/// the set of sources that sent them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What [`Store::dedup_report`](crate::Store::dedup_report) looks at.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DedupReportQuery {
+    /// Only this pixel.
+    pub pixel_id: Option<String>,
+    /// Only keys first seen at or after this instant. The ledger forgets keys
+    /// after the dedup window, so the report never reaches further back.
+    pub since_ms: Option<i64>,
+    /// At most this many entries in each list of suspicious ids; `None`
+    /// means [`DEFAULT_REPORT_EXAMPLES`], clamped to [`MAX_DLQ_LIMIT`].
+    pub max_examples: Option<u32>,
+}
+
+/// Default for [`DedupReportQuery::max_examples`].
+pub const DEFAULT_REPORT_EXAMPLES: u32 = 50;
+
+/// Event ids listed per suspicious order id, at most.
+pub const MAX_IDS_PER_EXAMPLE: usize = 10;
+
+// === impl DedupReportQuery ===
+
+impl DedupReportQuery {
+    /// The list size after defaulting and clamping.
+    pub fn effective_max_examples(&self) -> u32 {
+        self.max_examples
+            .unwrap_or(DEFAULT_REPORT_EXAMPLES)
+            .min(MAX_DLQ_LIMIT)
+    }
+
+    /// The first instant the report covers at `now_ms` with `window_ms`:
+    /// `since_ms`, but never before the oldest live ledger entry.
+    pub fn effective_since_ms(&self, now_ms: i64, window_ms: i64) -> i64 {
+        let live_from = now_ms.saturating_sub(window_ms).saturating_add(1);
+        self.since_ms
+            .map_or(live_from, |since| since.max(live_from))
+    }
+}
+
+/// Where a pixel's events came from and how they were deduplicated: what
+/// `sluice dedup report` and `GET /admin/dedup` show.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DedupReport {
+    /// The first instant covered (keys first seen at or after it).
+    pub since_ms: i64,
+    /// The `now_ms` of the report.
+    pub until_ms: i64,
+    /// One row per pixel and event name, sorted.
+    pub rows: Vec<DedupReportRow>,
+    /// The same order id under different event ids (per pixel and event name):
+    /// the browser and the server copies of one order that could not be
+    /// deduplicated. Sorted by pixel, event name, order id.
+    pub order_ids_with_several_event_ids: Vec<OrderIdConflict>,
+    /// The same event id under different event names (per pixel): e.g.
+    /// `Purchase` from the page and `purchase` from the backend, which Meta
+    /// does not deduplicate. Sorted by pixel, event id.
+    pub event_ids_with_several_event_names: Vec<EventIdConflict>,
+    /// Whether a list of suspicious ids was cut at the query's `max_examples`.
+    pub truncated: bool,
+}
+
+/// One line of the dedup report: the live ledger keys of one pixel and event
+/// name first seen in the report's period. Every key is counted in exactly
+/// one of `browser_only`, `server_only`, `both` and `merged`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DedupReportRow {
     /// The pixel.
     pub pixel_id: String,
-    /// The exact set of sources that sent these keys (e.g. browser+backend =
-    /// deduplicated pairs; browser alone = the server never sent it).
-    pub sources: SourceSet,
-    /// How many distinct keys had exactly this source set.
-    pub keys: u64,
-    /// How many duplicate copies those keys received in total.
+    /// The event name.
+    pub event_name: String,
+    /// Distinct events (dedup keys).
+    pub events: u64,
+    /// Seen from the browser (`/collect`) only.
+    pub browser_only: u64,
+    /// Seen from the server side only (backend, Graph-compatible, import).
+    pub server_only: u64,
+    /// Seen from the browser and the server side, and deduplicated: the first
+    /// copy was sent, the later ones suppressed.
+    pub both: u64,
+    /// Seen from the browser and the server side, and merged into one event
+    /// (identity merge within the merge window).
+    pub merged: u64,
+    /// Copies suppressed as duplicates, all sources (merged copies excluded).
     pub duplicates: u64,
+    /// Events that arrived without an `event_id` (the gateway made one).
+    pub without_event_id: u64,
+    /// Of `without_event_id`: without an order id either, so the gateway's id
+    /// is random and no other copy can match it.
+    pub random_event_id: u64,
+}
+
+/// One order id seen under several event ids.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderIdConflict {
+    /// The pixel.
+    pub pixel_id: String,
+    /// The event name.
+    pub event_name: String,
+    /// The order id.
+    pub order_id: String,
+    /// How many distinct event ids carried it.
+    pub event_id_count: u64,
+    /// Those event ids, sorted, at most [`MAX_IDS_PER_EXAMPLE`].
+    pub event_ids: Vec<String>,
+}
+
+/// One event id seen under several event names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventIdConflict {
+    /// The pixel.
+    pub pixel_id: String,
+    /// The event id.
+    pub event_id: String,
+    /// The event names it came with, sorted.
+    pub event_names: Vec<String>,
+}
+
+/// A later copy of an event to merge into the held first copy, see
+/// [`Store::merge_held`](crate::Store::merge_held).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MergeRequest {
+    /// Key part: pixel.
+    pub pixel_id: String,
+    /// Key part: event name.
+    pub event_name: String,
+    /// Key part: event id.
+    pub event_id: String,
+    /// The source of the later copy; the held copy must come from another one.
+    pub source: EventSource,
+    /// The later copy's user keys, added to the held event's (for `forget`).
+    pub user_keys: Vec<String>,
+    /// The later copy's order id, recorded if the ledger has none.
+    pub order_id: Option<String>,
+}
+
+impl fmt::Debug for MergeRequest {
+    /// Leaves out the user keys.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MergeRequest")
+            .field("pixel_id", &self.pixel_id)
+            .field("event_name", &self.event_name)
+            .field("event_id", &self.event_id)
+            .field("source", &self.source)
+            .field("user_keys", &self.user_keys.len())
+            .field("order_id", &self.order_id.is_some())
+            .finish()
+    }
+}
+
+/// Builds the merged payload from the held copy's payload; `None` refuses the
+/// merge (nothing changes). Runs inside the store's transaction, so it must
+/// be quick and must not block; a panic counts as `None`.
+pub type MergeFn = Box<dyn FnOnce(&[u8]) -> Option<Vec<u8>> + Send>;
+
+/// What [`Store::merge_held`](crate::Store::merge_held) did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum MergeOutcome {
+    /// The held copy now carries the merged payload and is due at once.
+    Merged {
+        /// The queue row that was merged into.
+        id: EventRowId,
+        /// The held copy's source.
+        into_source: EventSource,
+    },
+    /// No copy of the key is held any more (or none ever was, or the merge
+    /// function refused): nothing changed.
+    NotMerged,
 }
 
 /// Queue counters for one pixel, part of [`StoreStats`].
@@ -557,9 +782,49 @@ mod tests {
             user_keys: vec!["SECRET-KEY".into()],
             test_event_code: None,
             hold_until_ms: None,
+            order_id: Some("SECRET-ORDER".into()),
+            event_id_origin: EventIdOrigin::Sent,
         };
         let text = format!("{event:?}");
         assert!(!text.contains("SECRET"), "{text}");
+    }
+
+    #[test]
+    fn order_ids_are_capped_at_a_char_boundary() {
+        assert_eq!(ledger_order_id(None), None);
+        assert_eq!(ledger_order_id(Some("")), None);
+        assert_eq!(ledger_order_id(Some("7731")), Some("7731"));
+        let long = "é".repeat(MAX_ORDER_ID_BYTES);
+        let cut = ledger_order_id(Some(&long)).unwrap();
+        assert!(cut.len() <= MAX_ORDER_ID_BYTES && long.starts_with(cut));
+    }
+
+    #[test]
+    fn event_id_origins_round_trip_their_codes() {
+        for origin in [
+            EventIdOrigin::Sent,
+            EventIdOrigin::OrderId,
+            EventIdOrigin::Generated,
+        ] {
+            assert_eq!(EventIdOrigin::from_code(i64::from(origin.code())), origin);
+        }
+        assert_eq!(EventIdOrigin::from_code(99), EventIdOrigin::Sent);
+    }
+
+    #[test]
+    fn report_period_never_reaches_past_the_window() {
+        let q = DedupReportQuery::default();
+        assert_eq!(q.effective_since_ms(1_000, 100), 901);
+        let q = DedupReportQuery {
+            since_ms: Some(950),
+            ..DedupReportQuery::default()
+        };
+        assert_eq!(q.effective_since_ms(1_000, 100), 950);
+        let q = DedupReportQuery {
+            since_ms: Some(0),
+            ..DedupReportQuery::default()
+        };
+        assert_eq!(q.effective_since_ms(1_000, 100), 901);
     }
 
     #[test]

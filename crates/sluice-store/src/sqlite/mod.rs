@@ -44,9 +44,10 @@ use tokio::sync::oneshot;
 use self::read::ReadPool;
 use self::writer::{Command, WriterConfig, WriterCounters};
 use crate::{
-    DEFAULT_DEDUP_WINDOW_MS, DeadLetter, DeadLetterId, DeadLetterReason, DedupReportRow, DlqFilter,
-    EnqueueOutcome, EventRowId, EventSource, ForgetReport, LeasedEvent, LedgerEntry, NewEvent,
-    PurgeReport, Store, StoreError, StoreStats,
+    DEFAULT_DEDUP_WINDOW_MS, DeadLetter, DeadLetterId, DeadLetterReason, DedupReport,
+    DedupReportQuery, DlqFilter, EnqueueOutcome, EventRowId, EventSource, ForgetReport,
+    LeasedEvent, LedgerEntry, MergeFn, MergeOutcome, MergeRequest, NewEvent, PurgeReport, Store,
+    StoreError, StoreStats,
 };
 
 /// Page cache of the writer connection, in KiB.
@@ -404,13 +405,31 @@ impl Store for SqliteStore {
 
     async fn dedup_report(
         &self,
-        pixel_id: Option<&str>,
+        query: &DedupReportQuery,
         now_ms: i64,
-    ) -> Result<Vec<DedupReportRow>, StoreError> {
-        let pixel_id = pixel_id.map(str::to_owned);
-        let live_after_ms = now_ms.saturating_sub(self.options.dedup_window_ms);
-        self.read(move |conn| read::dedup_report(conn, pixel_id.as_deref(), live_after_ms))
+    ) -> Result<DedupReport, StoreError> {
+        let query = query.clone();
+        let window_ms = self.options.dedup_window_ms;
+        self.read(move |conn| read::dedup_report(conn, &query, now_ms, window_ms))
             .await
+    }
+
+    async fn merge_held(
+        &self,
+        request: MergeRequest,
+        merge: MergeFn,
+        now_ms: i64,
+    ) -> Result<MergeOutcome, StoreError> {
+        if request.event_id.is_empty() {
+            return Ok(MergeOutcome::NotMerged);
+        }
+        self.write(|reply| Command::MergeHeld {
+            request,
+            merge,
+            now_ms,
+            reply,
+        })
+        .await
     }
 
     async fn stats(&self, now_ms: i64) -> Result<StoreStats, StoreError> {

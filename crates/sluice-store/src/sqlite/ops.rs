@@ -12,7 +12,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::sql_error;
 use crate::{
     DeadLetterId, DeadLetterReason, EnqueueOutcome, EventRowId, EventSource, ForgetReport,
-    LeasedEvent, NewEvent, StoreError,
+    LeasedEvent, MergeFn, MergeOutcome, MergeRequest, NewEvent, StoreError, ledger_order_id,
 };
 
 /// `last_error` longer than this is cut (at a char boundary) so that a
@@ -111,21 +111,25 @@ pub(crate) fn enqueue(
         .prepare_cached(
             "UPDATE dedup_ledger
              SET sources = sources | ?4, duplicates = duplicates + 1,
-                 last_seen_ms = MAX(last_seen_ms, ?5)
+                 last_seen_ms = MAX(last_seen_ms, ?5), order_id = COALESCE(order_id, ?6)
              WHERE pixel_id = ?1 AND event_name = ?2 AND event_id = ?3",
         )
         .map_err(sql_error)?;
     let mut start_entry = conn
         .prepare_cached(
             "INSERT INTO dedup_ledger
-                 (pixel_id, event_name, event_id, first_seen_ms, last_seen_ms, first_source, sources, duplicates)
-             VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, 0)
+                 (pixel_id, event_name, event_id, first_seen_ms, last_seen_ms, first_source, sources,
+                  duplicates, merged, order_id, id_origin)
+             VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, 0, 0, ?7, ?8)
              ON CONFLICT (pixel_id, event_name, event_id) DO UPDATE SET
                  first_seen_ms = excluded.first_seen_ms,
                  last_seen_ms = excluded.last_seen_ms,
                  first_source = excluded.first_source,
                  sources = excluded.sources,
-                 duplicates = 0",
+                 duplicates = 0,
+                 merged = 0,
+                 order_id = excluded.order_id,
+                 id_origin = excluded.id_origin",
         )
         .map_err(sql_error)?;
     let mut insert = conn
@@ -143,6 +147,7 @@ pub(crate) fn enqueue(
     let mut deltas = CounterDeltas::default();
     let mut outcomes = Vec::with_capacity(events.len());
     for event in events {
+        let order_id = ledger_order_id(event.order_id.as_deref());
         if !event.event_id.is_empty() {
             let seen: Option<(i64, EventSource)> = lookup
                 .query_row(
@@ -160,7 +165,8 @@ pub(crate) fn enqueue(
                         event.event_name,
                         event.event_id,
                         event.source.bit(),
-                        now_ms
+                        now_ms,
+                        order_id
                     ])
                     .map_err(sql_error)?;
                 deltas.pixel(&event.pixel_id).duplicates += 1;
@@ -177,7 +183,9 @@ pub(crate) fn enqueue(
                     event.event_id,
                     now_ms,
                     event.source,
-                    event.source.bit()
+                    event.source.bit(),
+                    order_id,
+                    event.event_id_origin.code()
                 ])
                 .map_err(sql_error)?;
         }
@@ -213,6 +221,85 @@ pub(crate) fn enqueue(
     }
     deltas.flush(conn)?;
     Ok(outcomes)
+}
+
+/// The held copy of a key that a later copy from another source may merge
+/// into: a range of the partial index `queue_held_by_key` (held rows only).
+pub(crate) const HELD_COPY_SQL: &str = "SELECT id, source, payload FROM queue
+             WHERE pixel_id = ?1 AND event_name = ?2 AND event_id = ?3
+               AND hold_until_ms > ?4 AND leased_until_ms IS NULL AND attempts = 0
+               AND source <> ?5
+             ORDER BY id
+             LIMIT 1";
+
+/// See [`Store::merge_held`](crate::Store::merge_held). Runs on the writer
+/// thread inside its transaction, so no lease can come between the check
+/// and the update. `merge` runs here too; a panic in it is a refusal (it
+/// must not take the writer thread down).
+pub(crate) fn merge_held(
+    conn: &Connection,
+    request: &MergeRequest,
+    merge: MergeFn,
+    now_ms: i64,
+) -> Result<MergeOutcome, StoreError> {
+    let held: Option<(i64, EventSource, Vec<u8>)> = conn
+        .prepare_cached(HELD_COPY_SQL)
+        .map_err(sql_error)?
+        .query_row(
+            params![
+                request.pixel_id,
+                request.event_name,
+                request.event_id,
+                now_ms,
+                request.source
+            ],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+        )
+        .optional()
+        .map_err(sql_error)?;
+    let Some((row_id, into_source, payload)) = held else {
+        return Ok(MergeOutcome::NotMerged);
+    };
+    let merged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || merge(&payload)))
+        .ok()
+        .flatten();
+    let Some(merged) = merged else {
+        return Ok(MergeOutcome::NotMerged);
+    };
+    conn.prepare_cached(
+        "UPDATE queue SET payload = ?2, due_ms = ?3, hold_until_ms = NULL WHERE id = ?1",
+    )
+    .map_err(sql_error)?
+    .execute(params![row_id, merged, now_ms])
+    .map_err(sql_error)?;
+    let mut insert_key = conn
+        .prepare_cached("INSERT OR IGNORE INTO queue_user_keys (row_id, user_key) VALUES (?1, ?2)")
+        .map_err(sql_error)?;
+    for key in &request.user_keys {
+        insert_key
+            .execute(params![row_id, key])
+            .map_err(sql_error)?;
+    }
+    conn.prepare_cached(
+        "UPDATE dedup_ledger
+         SET sources = sources | ?4, merged = merged + 1,
+             last_seen_ms = MAX(last_seen_ms, ?5), order_id = COALESCE(order_id, ?6)
+         WHERE pixel_id = ?1 AND event_name = ?2 AND event_id = ?3",
+    )
+    .map_err(sql_error)?
+    .execute(params![
+        request.pixel_id,
+        request.event_name,
+        request.event_id,
+        request.source.bit(),
+        now_ms,
+        ledger_order_id(request.order_id.as_deref())
+    ])
+    .map_err(sql_error)?;
+    Ok(MergeOutcome::Merged {
+        id: EventRowId::from_raw(row_id),
+        into_source,
+    })
 }
 
 /// See [`Store::lease`](crate::Store::lease).

@@ -19,8 +19,9 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params, params_from_ite
 use super::ops::attempts_from_sql;
 use super::sql_error;
 use crate::{
-    DeadLetter, DeadLetterId, DedupReportRow, DlqFilter, EventSource, LedgerEntry, PixelStats,
-    SourceSet, StoreError, StoreStats,
+    DeadLetter, DeadLetterId, DedupReport, DedupReportQuery, DedupReportRow, DlqFilter,
+    EventIdConflict, EventIdOrigin, EventSource, LedgerEntry, MAX_IDS_PER_EXAMPLE, OrderIdConflict,
+    PixelStats, SourceSet, StoreError, StoreStats,
 };
 
 /// Pixels with a due event: one index seek per pixel.
@@ -251,7 +252,7 @@ pub(crate) fn dedup_lookup(
 ) -> Result<Option<LedgerEntry>, StoreError> {
     conn.prepare_cached(
         "SELECT pixel_id, event_name, event_id, first_source, sources,
-                first_seen_ms, last_seen_ms, duplicates
+                first_seen_ms, last_seen_ms, duplicates, merged, order_id, id_origin
          FROM dedup_ledger
          WHERE pixel_id = ?1 AND event_name = ?2 AND event_id = ?3 AND first_seen_ms > ?4",
     )
@@ -266,38 +267,173 @@ pub(crate) fn dedup_lookup(
             first_seen_ms: row.get(5)?,
             last_seen_ms: row.get(6)?,
             duplicates: count_from_sql(row.get(7)?),
+            merged: count_from_sql(row.get(8)?),
+            order_id: row.get(9)?,
+            event_id_origin: EventIdOrigin::from_code(row.get(10)?),
         })
     })
     .optional()
     .map_err(sql_error)
 }
 
-/// See [`Store::dedup_report`](crate::Store::dedup_report).
+/// The report's rows: every live key first seen in the period, counted once
+/// by where it came from (bit 1 = browser, bits 2|4|8 = the server side).
+pub(crate) const REPORT_ROWS_SQL: &str = "SELECT pixel_id, event_name, COUNT(*),
+                SUM(merged = 0 AND (sources & 1) <> 0 AND (sources & 14) = 0),
+                SUM(merged = 0 AND (sources & 1) = 0),
+                SUM(merged = 0 AND (sources & 1) <> 0 AND (sources & 14) <> 0),
+                SUM(merged > 0),
+                SUM(duplicates),
+                SUM(id_origin <> 0),
+                SUM(id_origin = 2)
+         FROM dedup_ledger
+         WHERE first_seen_ms >= ?1 AND (?2 IS NULL OR pixel_id = ?2)
+         GROUP BY pixel_id, event_name
+         ORDER BY pixel_id, event_name";
+
+/// Order ids with more than one event id, per pixel and event name.
+const REPORT_ORDER_CONFLICTS_SQL: &str =
+    "SELECT pixel_id, event_name, order_id, COUNT(DISTINCT event_id) AS n
+         FROM dedup_ledger
+         WHERE first_seen_ms >= ?1 AND (?2 IS NULL OR pixel_id = ?2) AND order_id IS NOT NULL
+         GROUP BY pixel_id, event_name, order_id
+         HAVING n > 1
+         ORDER BY pixel_id, event_name, order_id
+         LIMIT ?3";
+
+const REPORT_ORDER_EVENT_IDS_SQL: &str = "SELECT DISTINCT event_id FROM dedup_ledger
+         WHERE pixel_id = ?1 AND event_name = ?2 AND order_id = ?3 AND first_seen_ms >= ?4
+         ORDER BY event_id
+         LIMIT ?5";
+
+/// Event ids with more than one event name, per pixel.
+const REPORT_NAME_CONFLICTS_SQL: &str = "SELECT pixel_id, event_id
+         FROM dedup_ledger
+         WHERE first_seen_ms >= ?1 AND (?2 IS NULL OR pixel_id = ?2)
+         GROUP BY pixel_id, event_id
+         HAVING COUNT(DISTINCT event_name) > 1
+         ORDER BY pixel_id, event_id
+         LIMIT ?3";
+
+const REPORT_NAMES_OF_ID_SQL: &str = "SELECT DISTINCT event_name FROM dedup_ledger
+         WHERE pixel_id = ?1 AND event_id = ?2 AND first_seen_ms >= ?3
+         ORDER BY event_name";
+
+/// See [`Store::dedup_report`](crate::Store::dedup_report). Runs in one read
+/// transaction, so the rows and the lists describe the same snapshot.
 pub(crate) fn dedup_report(
     conn: &mut Connection,
-    pixel_id: Option<&str>,
-    live_after_ms: i64,
-) -> Result<Vec<DedupReportRow>, StoreError> {
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT pixel_id, sources, COUNT(*), SUM(duplicates)
-             FROM dedup_ledger
-             WHERE first_seen_ms > ?1 AND (?2 IS NULL OR pixel_id = ?2)
-             GROUP BY pixel_id, sources
-             ORDER BY pixel_id, sources",
-        )
-        .map_err(sql_error)?;
-    stmt.query_map(params![live_after_ms, pixel_id], |row| {
-        Ok(DedupReportRow {
-            pixel_id: row.get(0)?,
-            sources: source_set_from_sql(row.get(1)?),
-            keys: count_from_sql(row.get(2)?),
-            duplicates: count_from_sql(row.get(3)?),
+    query: &DedupReportQuery,
+    now_ms: i64,
+    window_ms: i64,
+) -> Result<DedupReport, StoreError> {
+    let since_ms = query.effective_since_ms(now_ms, window_ms);
+    let pixel_id = query.pixel_id.as_deref();
+    let max = i64::from(query.effective_max_examples());
+    let tx = conn.transaction().map_err(sql_error)?;
+    let rows = tx
+        .prepare_cached(REPORT_ROWS_SQL)
+        .map_err(sql_error)?
+        .query_map(params![since_ms, pixel_id], |row| {
+            let n = |i: usize| {
+                row.get::<_, Option<i64>>(i)
+                    .map(|v| count_from_sql(v.unwrap_or(0)))
+            };
+            Ok(DedupReportRow {
+                pixel_id: row.get(0)?,
+                event_name: row.get(1)?,
+                events: n(2)?,
+                browser_only: n(3)?,
+                server_only: n(4)?,
+                both: n(5)?,
+                merged: n(6)?,
+                duplicates: n(7)?,
+                without_event_id: n(8)?,
+                random_event_id: n(9)?,
+            })
         })
+        .map_err(sql_error)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(sql_error)?;
+
+    // One more than asked tells whether a list was cut.
+    let order_groups: Vec<(String, String, String, i64)> = tx
+        .prepare_cached(REPORT_ORDER_CONFLICTS_SQL)
+        .map_err(sql_error)?
+        .query_map(params![since_ms, pixel_id, max + 1], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })
+        .map_err(sql_error)?
+        .collect::<Result<_, _>>()
+        .map_err(sql_error)?;
+    let name_groups: Vec<(String, String)> = tx
+        .prepare_cached(REPORT_NAME_CONFLICTS_SQL)
+        .map_err(sql_error)?
+        .query_map(params![since_ms, pixel_id, max + 1], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .map_err(sql_error)?
+        .collect::<Result<_, _>>()
+        .map_err(sql_error)?;
+    let limit = usize::try_from(max).unwrap_or(usize::MAX);
+    let truncated = order_groups.len() > limit || name_groups.len() > limit;
+
+    let mut orders = Vec::new();
+    {
+        let mut ids = tx
+            .prepare_cached(REPORT_ORDER_EVENT_IDS_SQL)
+            .map_err(sql_error)?;
+        for (pixel_id, event_name, order_id, n) in order_groups.into_iter().take(limit) {
+            let event_ids = ids
+                .query_map(
+                    params![
+                        pixel_id,
+                        event_name,
+                        order_id,
+                        since_ms,
+                        MAX_IDS_PER_EXAMPLE as i64
+                    ],
+                    |row| row.get(0),
+                )
+                .map_err(sql_error)?
+                .collect::<Result<Vec<String>, _>>()
+                .map_err(sql_error)?;
+            orders.push(OrderIdConflict {
+                pixel_id,
+                event_name,
+                order_id,
+                event_id_count: count_from_sql(n),
+                event_ids,
+            });
+        }
+    }
+    let mut names = Vec::new();
+    {
+        let mut of_id = tx
+            .prepare_cached(REPORT_NAMES_OF_ID_SQL)
+            .map_err(sql_error)?;
+        for (pixel_id, event_id) in name_groups.into_iter().take(limit) {
+            let event_names = of_id
+                .query_map(params![pixel_id, event_id, since_ms], |row| row.get(0))
+                .map_err(sql_error)?
+                .collect::<Result<Vec<String>, _>>()
+                .map_err(sql_error)?;
+            names.push(EventIdConflict {
+                pixel_id,
+                event_id,
+                event_names,
+            });
+        }
+    }
+    tx.finish().map_err(sql_error)?;
+    Ok(DedupReport {
+        since_ms,
+        until_ms: now_ms,
+        rows,
+        order_ids_with_several_event_ids: orders,
+        event_ids_with_several_event_names: names,
+        truncated,
     })
-    .map_err(sql_error)?
-    .collect::<Result<Vec<_>, _>>()
-    .map_err(sql_error)
 }
 
 const DEAD_LETTER_COLUMNS: &str = "id, pixel_id, event_name, event_id, event_time, source, payload, \

@@ -31,6 +31,13 @@
 //! - `store_meta (key, value)`: `writable_probe` is bumped by `check_writable`.
 //! - `consent_audit` (version 2): one row per consent decision, searched by
 //!   time; the row's `record` is the decision as JSON, without personal data.
+//! - Version 3 (dual tracking): `dedup_ledger` gains `order_id` (the first
+//!   copy's `custom_data.order_id`, capped), `id_origin` (`EventIdOrigin`
+//!   code: the sender's id, derived from the order id, or random) and
+//!   `merged` (copies merged into the held first copy), for the dedup report;
+//!   `queue_held_by_key` indexes held rows by dedup key (partial, so only
+//!   events under a merge hold pay for it), for `merge_held`. The report's
+//!   groupings scan the live ledger (no extra index on the hot insert path).
 //!
 //! Sources are stored as their text name so that the `sqlite3` shell is
 //! readable for operators; payloads are BLOBs and stay opaque.
@@ -44,7 +51,7 @@ use crate::StoreError;
 pub(crate) const APPLICATION_ID: i64 = 0x736c_6963;
 
 /// The schema version this build writes and understands.
-pub(crate) const SCHEMA_VERSION: i64 = 2;
+pub(crate) const SCHEMA_VERSION: i64 = 3;
 
 /// Version 1: the whole schema described in the module header.
 const SCHEMA_V1: &str = r#"
@@ -147,6 +154,15 @@ CREATE TABLE consent_audit (
 CREATE INDEX consent_audit_by_time ON consent_audit (time_ms);
 "#;
 
+/// Version 3: dual tracking (see the module header).
+const SCHEMA_V3_DELTA: &str = r#"
+ALTER TABLE dedup_ledger ADD COLUMN order_id TEXT;
+ALTER TABLE dedup_ledger ADD COLUMN id_origin INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE dedup_ledger ADD COLUMN merged INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX queue_held_by_key ON queue (pixel_id, event_name, event_id)
+    WHERE hold_until_ms IS NOT NULL;
+"#;
+
 /// Brings the file at `conn` to [`SCHEMA_VERSION`], in one transaction.
 ///
 /// Runs on the writer connection before anything else touches the file.
@@ -194,6 +210,9 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     if version < 2 {
         tx.execute_batch(SCHEMA_V2_DELTA).map_err(sql_error)?;
     }
+    if version < 3 {
+        tx.execute_batch(SCHEMA_V3_DELTA).map_err(sql_error)?;
+    }
 
     if version < SCHEMA_VERSION {
         // PRAGMAs take no bound parameters; both values are constants.
@@ -208,4 +227,39 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         );
     }
     tx.commit().map_err(sql_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A version-2 file (as the previous release wrote it) with a ledger
+    /// entry gains the version-3 columns with neutral values.
+    #[test]
+    fn version_2_files_migrate_to_version_3() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = Connection::open(dir.path().join("v2.db")).unwrap();
+        conn.execute_batch(SCHEMA_V1).unwrap();
+        conn.execute_batch(SCHEMA_V2_DELTA).unwrap();
+        conn.execute_batch(&format!(
+            "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = 2;
+             INSERT INTO dedup_ledger (pixel_id, event_name, event_id, first_seen_ms,
+                 last_seen_ms, first_source, sources, duplicates)
+             VALUES ('p1', 'Purchase', 'order-1', 1, 2, 'browser', 3, 1);"
+        ))
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 3);
+        let row: (Option<String>, i64, i64, i64) = conn
+            .query_row(
+                "SELECT order_id, id_origin, merged, duplicates FROM dedup_ledger",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )
+            .unwrap();
+        assert_eq!(row, (None, 0, 0, 1));
+    }
 }

@@ -82,6 +82,16 @@ fn ledger_lookup_and_purge_use_indexes() {
 }
 
 #[test]
+fn held_copy_lookup_uses_the_partial_key_index() {
+    let (_dir, conn) = migrated();
+    let lines = assert_no_scan(&conn, ops::HELD_COPY_SQL, "queue");
+    assert!(
+        lines.iter().any(|l| l.contains("queue_held_by_key")),
+        "{lines:#?}"
+    );
+}
+
+#[test]
 fn migration_is_idempotent_and_versioned() {
     let (_dir, mut conn) = migrated();
     schema::migrate(&mut conn).unwrap();

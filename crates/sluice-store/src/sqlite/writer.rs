@@ -51,7 +51,7 @@ use tokio::sync::oneshot;
 use super::{ops, sql_error};
 use crate::{
     AuditRow, DeadLetterId, DeadLetterReason, EnqueueOutcome, EventRowId, ForgetReport,
-    LeasedEvent, NewEvent, StoreError,
+    LeasedEvent, MergeFn, MergeOutcome, MergeRequest, NewEvent, StoreError,
 };
 
 /// Where a command's result goes.
@@ -117,6 +117,12 @@ pub(crate) enum Command {
         user_keys: Vec<String>,
         reply: Reply<ForgetReport>,
     },
+    MergeHeld {
+        request: MergeRequest,
+        merge: MergeFn,
+        now_ms: i64,
+        reply: Reply<MergeOutcome>,
+    },
     Probe {
         reply: Reply<()>,
     },
@@ -175,7 +181,7 @@ impl Command {
             }
             Command::AppendAudit { rows, .. } => rows.len(),
             Command::Forget { user_keys, .. } => user_keys.len(),
-            Command::Probe { .. } | Command::Shutdown { .. } => 1,
+            Command::MergeHeld { .. } | Command::Probe { .. } | Command::Shutdown { .. } => 1,
         }
         .max(1)
     }
@@ -247,6 +253,12 @@ impl Command {
             Command::Forget { user_keys, reply } => {
                 run(conn, reply, |c| ops::forget(c, &user_keys))
             }
+            Command::MergeHeld {
+                request,
+                merge,
+                now_ms,
+                reply,
+            } => run(conn, reply, |c| ops::merge_held(c, &request, merge, now_ms)),
             Command::Probe { reply } => run(conn, reply, ops::probe),
             Command::Shutdown { .. } => unreachable!("shutdown is handled by the loop"),
         }
@@ -267,6 +279,7 @@ impl Command {
             Command::AppendAudit { reply, .. } => drop(reply.send(Err(error))),
             Command::DeadLetter { reply, .. } => drop(reply.send(Err(error))),
             Command::Forget { reply, .. } => drop(reply.send(Err(error))),
+            Command::MergeHeld { reply, .. } => drop(reply.send(Err(error))),
             Command::Probe { reply } => drop(reply.send(Err(error))),
             Command::Shutdown { reply } => drop(reply.send(())),
         }
