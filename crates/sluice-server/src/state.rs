@@ -25,6 +25,14 @@ impl Clock for SystemClock {
     }
 }
 
+/// A pixel (dataset) id as Meta issues them: 1 to 20 ASCII digits (the rule
+/// `/collect` applies). In zero-config mode any such pixel is accepted; an
+/// event for anything else could be queued but never delivered (the delivery
+/// engine opens lanes only for numeric ids), so ingest refuses it.
+pub fn is_pixel_id(pixel: &str) -> bool {
+    (1..=20).contains(&pixel.len()) && pixel.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// An API key as the server checks it.
 pub struct ApiKey {
     pub name: String,

@@ -221,6 +221,7 @@ pixels = ["{PIXEL_B}"]
     );
 
     // Backend API: no key, an unknown key.
+    let before = gw.metrics().await;
     let event = raw_event("cf-1", None);
     for key in [None, Some("not-a-configured-key-123456")] {
         let (status, body) = gw.post_events(&event, key).await;
@@ -298,6 +299,32 @@ pixels = ["{PIXEL_B}"]
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(statuses(&body), ["duplicate"], "{body}");
+
+    // Bad keys and tokens are counted by code.
+    let after = gw.metrics().await;
+    let delta = |name: &str, labels: &[(&str, &str)]| {
+        metric(&after, name, labels) - metric(&before, name, labels)
+    };
+    let unauthorized = delta(
+        "sluice_requests_rejected_total",
+        &[("source", "backend"), ("code", "unauthorized")],
+    );
+    assert!(unauthorized >= 2.0, "{after}");
+    let bad_token = delta(
+        "sluice_requests_rejected_total",
+        &[("source", "graph"), ("code", "graph_190")],
+    );
+    assert!(bad_token >= 3.0, "{after}");
+    let unknown_pixel = delta(
+        "sluice_requests_rejected_total",
+        &[("source", "graph"), ("code", "graph_100_33")],
+    );
+    assert!(unknown_pixel >= 1.0, "{after}");
+    let not_allowed = delta(
+        "sluice_events_rejected_total",
+        &[("source", "backend"), ("code", "pixel_not_allowed")],
+    );
+    assert!(not_allowed >= 2.0, "{after}");
 
     // Delivery with pixel A's token (the emulator knows only the two tokens).
     let expected: BTreeSet<String> = ["cf-1", "cf-2", "gr-1", "gr-2", "gr-3"]
@@ -482,5 +509,88 @@ async fn bad_input_gets_stable_codes_and_nothing_else_is_lost() {
     .await;
     gw.wait_drained(pixel).await;
     assert_eq!(delivered_ids(&sandbox, pixel).len(), 4);
+    gw.gateway.shutdown().await;
+}
+
+/// In zero-config mode any pixel is accepted, but only pixel ids that can be
+/// delivered: anything else is refused per event with a stable code instead
+/// of being queued forever (or, for an empty id, failing the whole request
+/// with a 503 that no retry could fix).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_pixel_ids_are_refused_per_event() {
+    let pixel = "1000000401";
+    let gw = TestGateway::start("").await;
+    let bad_ids = [
+        json!("not-a-pixel"),
+        json!(""),
+        json!("12 34"),
+        json!(12.5),
+        json!(-5),
+        json!("9".repeat(70)),
+    ];
+    let mut data = vec![raw_event("px-good-1", Some(pixel))];
+    for (i, id) in bad_ids.iter().enumerate() {
+        let mut event = raw_event(&format!("px-bad-{i}"), None);
+        event["pixel_id"] = id.clone();
+        data.push(event);
+    }
+    data.push(raw_event("px-good-2", Some(pixel)));
+    let (status, body) = gw.post_events(&json!({ "data": data }), None).await;
+    assert_eq!(status, 200, "{body}");
+    let mut expected = vec!["accepted"];
+    expected.extend(std::iter::repeat_n("rejected", bad_ids.len()));
+    expected.push("accepted");
+    assert_eq!(statuses(&body), expected, "{body}");
+    for i in 1..=bad_ids.len() {
+        assert_eq!(
+            problem_codes(&body["results"][i]),
+            ["invalid_pixel_id"],
+            "{body}"
+        );
+    }
+    // Alone, such an event is a 422, not a 503.
+    let mut alone = raw_event("px-bad-alone", None);
+    alone["pixel_id"] = json!("");
+    let (status, body) = gw.post_events(&alone, None).await;
+    assert_eq!(status, 422, "{body}");
+    // Envelope fields of the wrong type are refused, not ignored.
+    for envelope in [
+        json!({"pixel_id": true, "data": [raw_event("px-env", None)]}),
+        json!({"pixel_id": pixel, "test_event_code": 5, "data": [raw_event("px-env", None)]}),
+    ] {
+        let (status, body) = gw.post_events(&envelope, None).await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["error"]["code"], "invalid_type", "{body}");
+    }
+    // The Graph-compatible endpoint: a longer id is no object Graph knows.
+    let long = "9".repeat(30);
+    let response = gw
+        .client
+        .post(gw.url(&format!("/v26.0/{long}/events?access_token=t")))
+        .json(&json!({"data": [wire_event("px-graph", now_secs())]}))
+        .send()
+        .await
+        .expect("POST graph");
+    let (status, body) = read(response).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        (&body["error"]["code"], &body["error"]["error_subcode"]),
+        (&json!(100), &json!(33)),
+        "{body}"
+    );
+
+    // Only the good events were queued, and they are delivered.
+    let sandbox = gw.gateway.sandbox.clone().expect("sandbox");
+    wait_for("the good events at the sandbox", DEADLINE, || {
+        let sandbox = sandbox.clone();
+        async move { (delivered_ids(&sandbox, pixel).len() == 2).then_some(()) }
+    })
+    .await;
+    gw.wait_drained(pixel).await;
+    let stats = gw.gateway.state.store.stats(now_ms()).await.expect("stats");
+    assert_eq!(
+        stats.queued, 0,
+        "nothing undeliverable was queued: {stats:?}"
+    );
     gw.gateway.shutdown().await;
 }

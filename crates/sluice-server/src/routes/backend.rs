@@ -10,7 +10,7 @@
 use crate::error::{ApiError, body_error};
 use crate::ingest::{self, IngestItem, ItemOutcome};
 use crate::pipeline::{self, RequestContext, Source};
-use crate::state::{ApiKey, AppState};
+use crate::state::{ApiKey, AppState, is_pixel_id};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -98,6 +98,14 @@ async fn handle(
             ))));
             continue;
         };
+        if !is_pixel_id(&pixel) && state.config.pixel(&pixel).is_none() {
+            early.push(Some(ItemOutcome::rejected(Problem::error(
+                "invalid_pixel_id",
+                format!("{path}.pixel_id"),
+                "pixel_id must be the numeric pixel (dataset) id",
+            ))));
+            continue;
+        }
         if !state.pixel_allowed(&pixel, key) {
             early.push(Some(ItemOutcome::rejected(Problem::error(
                 "pixel_not_allowed",
@@ -184,11 +192,24 @@ fn split_envelope(value: Value) -> Result<Envelope, ApiError> {
             let pixel = match object.remove("pixel_id") {
                 Some(Value::String(s)) => Some(s),
                 Some(Value::Number(n)) => Some(n.to_string()),
-                _ => None,
+                None | Some(Value::Null) => None,
+                Some(_) => {
+                    return Err(ApiError::bad_request(
+                        "invalid_type",
+                        "pixel_id beside data must be a string or a number",
+                    ));
+                }
             };
-            let code = object
-                .remove("test_event_code")
-                .and_then(|v| v.as_str().map(str::to_owned));
+            let code = match object.remove("test_event_code") {
+                Some(Value::String(s)) => Some(s),
+                None | Some(Value::Null) => None,
+                Some(_) => {
+                    return Err(ApiError::bad_request(
+                        "invalid_type",
+                        "test_event_code must be a string",
+                    ));
+                }
+            };
             let Some(Value::Array(data)) = object.remove("data") else {
                 return Err(ApiError::bad_request(
                     "invalid_type",

@@ -14,7 +14,7 @@
 
 use crate::ingest::{self, IngestItem, ItemOutcome};
 use crate::pipeline::{RequestContext, Source};
-use crate::state::AppState;
+use crate::state::{AppState, is_pixel_id};
 use axum::extract::{Path, Request, State};
 use axum::response::Response;
 use serde_json::Value;
@@ -45,6 +45,12 @@ pub async fn post_events(
     if !is_version(&version) || pixel.is_empty() || !pixel.bytes().all(|b| b.is_ascii_digit()) {
         count(None, "unknown_path");
         return answers::unknown_path(request.uri().path()).into_response_for(None);
+    }
+    if !is_pixel_id(&pixel) && state.config.pixel(&pixel).is_none() {
+        // Longer than any dataset id: no such object, as Graph answers.
+        let answer = answers::unknown_pixel(&pixel);
+        count(Some(&answer), "unknown_pixel");
+        return answer.into_response_for(Some(&version));
     }
     let answer = handle(&state, &pixel, request).await;
     answer.into_response_for(Some(&version))
