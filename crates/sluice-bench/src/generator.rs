@@ -199,9 +199,9 @@ impl RawEvent {
     /// reusing every string's capacity.
     pub fn fill(&mut self, rng: &mut XorShift32, n: u64) {
         // --- the 36 draws, in the normative order ---
-        let location = LOCATIONS[rng.below(16) as usize];
-        let first = FIRST_NAMES[rng.below(24) as usize];
-        let last = LAST_NAMES[rng.below(20) as usize];
+        let location = rng.below(16) as usize;
+        let first = rng.below(24) as usize;
+        let last = rng.below(20) as usize;
         let em_style = rng.below(4);
         let fn_style = rng.below(4);
         let ln_style = rng.below(4);
@@ -284,7 +284,7 @@ impl RawEvent {
         }
 
         let ph = &mut self.ph;
-        let cc = location.calling_code;
+        let cc = LOCATIONS[location].calling_code;
         let (area, exch, line) = (u64::from(area), u64::from(exch), u64::from(line));
         ph.clear();
         match ph_style {
@@ -326,15 +326,21 @@ impl RawEvent {
             }
         }
 
-        styled(&mut self.first_name, first, fn_style);
-        styled(&mut self.last_name, last, ln_style);
-        styled(&mut self.ct, location.city, ct_style);
+        // The pools are small: every styled variant is built once (same strings).
+        let variants = &*VARIANTS;
+        set(
+            &mut self.first_name,
+            &variants.first[first][fn_style as usize],
+        );
+        set(&mut self.last_name, &variants.last[last][ln_style as usize]);
+        set(&mut self.ct, &variants.city[location][ct_style as usize]);
         // st and country: style 0 as is, 1 lower-cased, 2 one space each side.
-        styled(&mut self.st, location.state, [0, 2, 4][st_style as usize]);
-        styled(
+        let st_style = [0, 2, 4][st_style as usize];
+        set(&mut self.st, &variants.state[location][st_style]);
+        let country_style = [0, 2, 4][country_style as usize];
+        set(
             &mut self.country,
-            location.country,
-            [0, 2, 4][country_style as usize],
+            &variants.country[location][country_style],
         );
 
         let zp = &mut self.zp;
@@ -438,6 +444,32 @@ impl Serialize for RawEvent {
     }
 }
 
+/// Every `styled` variant (0-4) of every pool string, built once.
+struct Variants {
+    first: Vec<[String; 5]>,
+    last: Vec<[String; 5]>,
+    city: Vec<[String; 5]>,
+    state: Vec<[String; 5]>,
+    country: Vec<[String; 5]>,
+}
+
+static VARIANTS: std::sync::LazyLock<Variants> = std::sync::LazyLock::new(|| {
+    let all = |s: &str| {
+        std::array::from_fn(|style| {
+            let mut out = String::new();
+            styled(&mut out, s, style as u32);
+            out
+        })
+    };
+    Variants {
+        first: FIRST_NAMES.iter().map(|s| all(s)).collect(),
+        last: LAST_NAMES.iter().map(|s| all(s)).collect(),
+        city: LOCATIONS.iter().map(|l| all(l.city)).collect(),
+        state: LOCATIONS.iter().map(|l| all(l.state)).collect(),
+        country: LOCATIONS.iter().map(|l| all(l.country)).collect(),
+    }
+});
+
 fn set(s: &mut String, prefix: &str) {
     s.clear();
     s.push_str(prefix);
@@ -464,18 +496,31 @@ fn styled(out: &mut String, s: &str, style: u32) {
     }
 }
 
+/// "00" "01" … "99": two digits per division.
+const DIGIT_PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
 /// Decimal, left-padded with zeros to at least `width` digits.
 #[inline]
 pub fn push_dec_pad(out: &mut String, mut v: u64, width: usize) {
     let mut buf = [b'0'; 20];
     let mut i = buf.len();
-    loop {
+    while v >= 100 {
+        let pair = (v % 100) as usize * 2;
+        v /= 100;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+    }
+    if v >= 10 {
+        let pair = v as usize * 2;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+    } else {
         i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
+        buf[i] = b'0' + v as u8;
     }
     let start = i.min(buf.len() - width.min(buf.len()));
     out.push_str(std::str::from_utf8(&buf[start..]).unwrap_or_default());

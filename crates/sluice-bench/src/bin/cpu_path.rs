@@ -52,8 +52,12 @@ struct Config {
     mode: Mode,
 }
 
+/// An environment knob; unset or empty means the default.
 fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| default.to_owned())
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| default.to_owned())
 }
 
 fn parse_u64(s: &str) -> Result<u64, String> {
@@ -142,26 +146,46 @@ fn timed_run(cfg: &Config, t0: Instant) -> Result<(), String> {
         black_box(out);
     }
     let seconds = t0.elapsed().as_secs_f64();
-    let mut line = serde_json::json!({
-        "impl": "sluice",
-        "events": cfg.events,
-        "seconds": round(seconds, 4),
-        "events_per_sec": round(cfg.events as f64 / seconds, 1),
-        "bytes": bytes,
-        "max_rss_kb": proc_stats::max_rss_kb(),
-        "cpu_seconds": proc_stats::cpu_seconds().map(|s| round(s, 4)),
-        "requests": requests,
-        "mode": cfg.mode.as_str(),
-        "hashes_per_event": round(hashed as f64 / cfg.events.max(1) as f64, 3),
-        "rejected_values": path.rejected_values,
-        "rejected_currencies": path.rejected_currencies,
-        "seed": cfg.seed,
-    });
-    if let Some(d) = digest {
-        line["body_sha256"] = Value::from(const_hex::encode(d.finalize()));
-    }
+    let line = RunLine {
+        r#impl: "sluice",
+        events: cfg.events,
+        seconds: round(seconds, 4),
+        events_per_sec: round(cfg.events as f64 / seconds, 1),
+        bytes,
+        max_rss_kb: proc_stats::max_rss_kb(),
+        cpu_seconds: proc_stats::cpu_seconds().map(|s| round(s, 4)),
+        requests,
+        mode: cfg.mode.as_str(),
+        hashes_per_event: round(hashed as f64 / cfg.events.max(1) as f64, 3),
+        rejected_values: path.rejected_values,
+        rejected_currencies: path.rejected_currencies,
+        seed: cfg.seed,
+        body_sha256: digest.map(|d| const_hex::encode(d.finalize())),
+    };
+    let line = serde_json::to_string(&line).map_err(|e| e.to_string())?;
     println!("{line}");
     Ok(())
+}
+
+/// The one output line, in the SDK scripts' key order.
+#[derive(serde::Serialize)]
+struct RunLine {
+    r#impl: &'static str,
+    events: u64,
+    seconds: f64,
+    events_per_sec: f64,
+    bytes: u64,
+    max_rss_kb: Option<u64>,
+    cpu_seconds: Option<f64>,
+    requests: u64,
+    mode: &'static str,
+    /// Hashed `user_data` values per event (9 when nothing is refused).
+    hashes_per_event: f64,
+    rejected_values: u64,
+    rejected_currencies: u64,
+    seed: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    body_sha256: Option<String>,
 }
 
 fn round(x: f64, places: i32) -> f64 {
