@@ -51,7 +51,8 @@ pub struct FilterArgs {
     /// Only this event name.
     #[arg(long)]
     pub event_name: Option<String>,
-    /// Only this reason code (e.g. graph_100_2804003, event_too_old).
+    /// Only this reason code, as `dlq list` shows it: Meta's code/subcode
+    /// (e.g. 100/2804003, 190/463) or sluice's (event_too_old, max_attempts).
     #[arg(long)]
     pub code: Option<String>,
 }
