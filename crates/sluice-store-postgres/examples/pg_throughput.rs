@@ -515,7 +515,7 @@ async fn soak(secs: u64, clients: usize) {
     println!();
     println!("soak: {secs} s, ingest + 4 delivery lanes + purge every 1 s, dedup window 5 s");
     println!(
-        "| t (s) | enqueued/s | delivered/s | backlog | ledger purged (total) | queue dead tuples | ledger dead tuples | ledger live |"
+        "| t (s) | enqueued/s | delivered/s | backlog | ledger purged (total) | queue dead tuples (vacuums) | queue MiB | ledger dead tuples (vacuums) |"
     );
     println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
     let (mut last_e, mut last_d) = (0, 0);
