@@ -7,5 +7,16 @@ cd "$(dirname "$0")/.."
 
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 
+# PostgreSQL for the scale-out tests: this kind of machine starts it before the
+# session; start it again if it has stopped (harmless when it runs).
+if command -v pg_ctlcluster >/dev/null 2>&1 && ! pg_isready -h 127.0.0.1 -q 2>/dev/null; then
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main start || true
+fi
+
 # The official SDKs used by the end-to-end tests (PyPI and npm).
 bash tests/sdk-clients/setup.sh
+
+# Debian's Chromium and playwright-core for the browser tests.
+if [ -f tests/browser/setup.sh ]; then
+  bash tests/browser/setup.sh
+fi
