@@ -270,6 +270,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/admin/dlq", get(routes::admin::list))
         .route("/admin/dlq/replay", post(routes::admin::replay))
         .route("/admin/dlq/{id}", get(routes::admin::show))
+        .route("/admin/dedup", get(routes::admin::dedup_report))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }

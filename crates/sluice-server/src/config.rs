@@ -52,6 +52,7 @@ pub struct Config {
     pub admin: AdminConfig,
     pub consent: ConsentConfig,
     pub browser: BrowserConfig,
+    pub dedup: DedupConfig,
 }
 
 impl Default for Config {
@@ -67,6 +68,7 @@ impl Default for Config {
             admin: AdminConfig::default(),
             consent: ConsentConfig::default(),
             browser: BrowserConfig::default(),
+            dedup: DedupConfig::default(),
         }
     }
 }
@@ -284,6 +286,33 @@ impl BrowserConfig {
     }
 }
 
+/// `[dedup]`: dual tracking (the browser and the server sending the same event).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DedupConfig {
+    /// Identity merge window, in seconds; 0 (the default) turns merging off.
+    /// When on, events from the browser (`/collect`) wait this long in the
+    /// queue (durably), and a server-side copy of the same event (same pixel,
+    /// event_name and event_id, from `/v1/events`, the Graph-compatible
+    /// endpoint or an import) arriving in that time is merged into it: one
+    /// event is sent, with the identifiers of both. Later copies are
+    /// duplicates, as without merging. Browser events are delivered this much
+    /// later when no server copy comes.
+    pub merge_window_secs: u64,
+}
+
+/// Longest identity merge window accepted (browser events wait this long).
+pub const MAX_MERGE_WINDOW_SECS: u64 = 3_600;
+
+impl DedupConfig {
+    /// The merge window in ms, `None` when merging is off.
+    pub fn merge_window_ms(&self) -> Option<i64> {
+        (self.merge_window_secs > 0).then(|| {
+            i64::try_from(self.merge_window_secs.min(MAX_MERGE_WINDOW_SECS)).unwrap_or(0) * 1000
+        })
+    }
+}
+
 /// `[consent]`: which policy decides, where the region comes from, the
 /// consent store, and how long decisions are kept.
 #[derive(Debug, Clone, Deserialize)]
@@ -347,7 +376,7 @@ fn string_or_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String
     })
 }
 
-const SECTIONS: [&str; 10] = [
+const SECTIONS: [&str; 11] = [
     "data_dir",
     "server",
     "store",
@@ -358,6 +387,7 @@ const SECTIONS: [&str; 10] = [
     "admin",
     "consent",
     "browser",
+    "dedup",
 ];
 
 impl Config {
@@ -542,6 +572,12 @@ impl Config {
                 ));
             }
         }
+        if self.dedup.merge_window_secs > MAX_MERGE_WINDOW_SECS {
+            return invalid(format!(
+                "dedup.merge_window_secs must be at most {MAX_MERGE_WINDOW_SECS} (browser events wait that long), got {}",
+                self.dedup.merge_window_secs
+            ));
+        }
         if self.browser.rate_limit_per_minute == 0 {
             return invalid("browser.rate_limit_per_minute must be at least 1".into());
         }
@@ -682,6 +718,13 @@ pub fn describe(config: &Config) -> BTreeMap<String, String> {
             .join("; "),
     );
     out.insert(
+        "merge_window".into(),
+        match config.dedup.merge_window_secs {
+            0 => "off".to_owned(),
+            secs => format!("{secs} s (browser events wait for a server copy)"),
+        },
+    );
+    out.insert(
         "admin_api".into(),
         if config.admin.key.is_some() {
             "on"
@@ -717,6 +760,27 @@ name = "shop"
 key = "0123456789abcdef0123"
 pixels = ["1234567890"]
 "#;
+
+    #[test]
+    fn merge_window_is_off_by_default_and_bounded() {
+        let c = Config::from_toml_with_env("", None, env(&[])).unwrap();
+        assert_eq!(c.dedup.merge_window_ms(), None);
+        let c = Config::from_toml_with_env("[dedup]\nmerge_window_secs = 30\n", None, env(&[]))
+            .unwrap();
+        assert_eq!(c.dedup.merge_window_ms(), Some(30_000));
+        assert!(
+            c.is_zero_config(),
+            "a [dedup] section alone stays zero-config"
+        );
+        let c =
+            Config::from_toml_with_env("", None, env(&[("SLUICE_DEDUP__MERGE_WINDOW_SECS", "5")]))
+                .unwrap();
+        assert_eq!(c.dedup.merge_window_secs, 5);
+        let err = Config::from_toml_with_env("[dedup]\nmerge_window_secs = 7200\n", None, env(&[]))
+            .unwrap_err();
+        assert!(err.to_string().contains("dedup.merge_window_secs"), "{err}");
+        assert!(Config::from_toml_with_env("[dedup]\nwindow = 3\n", None, env(&[])).is_err());
+    }
 
     #[test]
     fn empty_file_is_zero_config() {

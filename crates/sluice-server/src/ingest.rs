@@ -6,13 +6,16 @@
 
 use crate::consent_stage::RequestSignals;
 use crate::metrics as m;
-use crate::pipeline::{self, RequestContext};
+use crate::pipeline::{self, RequestContext, Source};
 use crate::state::AppState;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use sluice_consent::{Applied, AuditRecord, ConsentFields};
 use sluice_core::validate::Problem;
-use sluice_store::{EnqueueOutcome, NewEvent, StoreError};
+use sluice_store::{
+    EnqueueOutcome, EventSource, MergeFn, MergeOutcome, MergeRequest, NewEvent, StoreError,
+};
+use std::sync::{Arc, OnceLock};
 
 /// One event of a request, stripped of sluice fields, with its pixel resolved.
 pub struct IngestItem {
@@ -38,6 +41,15 @@ pub enum ItemOutcome {
     Duplicate {
         event_id: String,
         first_source: String,
+    },
+    /// Folded into the held browser copy of the same event (identity merge):
+    /// one event is sent, with the identifiers of both copies.
+    Merged {
+        event_id: String,
+        /// The merged event's match quality, 0–10.
+        match_quality: f64,
+        /// The source of the copy it was merged into (`browser`).
+        merged_into: String,
     },
     /// The consent policy said no: counted and audited, not stored.
     Dropped {
@@ -73,12 +85,14 @@ pub async fn ingest(
     let mut to_store: Vec<NewEvent> = Vec::new();
     let mut stored_index: Vec<(usize, String, f32, Vec<Problem>)> = Vec::new();
     let mut audits: Vec<AuditRecord> = Vec::with_capacity(items.len());
+    let merge_window_ms = state.config.dedup.merge_window_ms();
 
     for (index, mut item) in items.into_iter().enumerate() {
         let pixel_label = state.pixel_label(&item.pixel_id);
         metrics::counter!(m::EVENTS_RECEIVED, "source" => source, "pixel" => pixel_label.clone())
             .increment(1);
-        pipeline::enrich(&mut item.event, ctx);
+        let id_origin = pipeline::enrich(&mut item.event, ctx);
+        let order_id = pipeline::order_id(&item.event);
         let prepared = match pipeline::check(Value::Object(item.event), ctx, &item.path) {
             Err(rejection) => Err(rejection),
             Ok(mut checked) => {
@@ -150,9 +164,12 @@ pub async fn ingest(
                         .test_event_code
                         .clone()
                         .or_else(|| state.test_event_code_for(&item.pixel_id, ctx.source)),
-                    hold_until_ms: None,
-                    order_id: None,
-                    event_id_origin: sluice_store::EventIdOrigin::Sent,
+                    // Browser copies wait for a server copy to merge into them.
+                    hold_until_ms: merge_window_ms
+                        .filter(|_| ctx.source == Source::Browser)
+                        .map(|window| now_ms.saturating_add(window)),
+                    order_id,
+                    event_id_origin: id_origin,
                 });
                 stored_index.push((index, event_id, prepared.match_quality, prepared.warnings));
                 outcomes.push(None);
@@ -165,6 +182,33 @@ pub async fn ingest(
             .store
             .append_audit(audit_rows(audits)?, now_ms)
             .await?;
+    }
+    if let Some(window_ms) = merge_window_ms
+        && ctx.source != Source::Browser
+        && !to_store.is_empty()
+    {
+        // Server-side copies of held browser events are merged, not queued.
+        let mut kept = Vec::with_capacity(to_store.len());
+        let mut kept_index = Vec::with_capacity(to_store.len());
+        for (event, stored) in to_store.into_iter().zip(stored_index) {
+            match try_merge(state, &event, window_ms).await {
+                Some(merged) => {
+                    metrics::counter!(m::EVENTS_MERGED, "source" => source, "pixel" => state.pixel_label(&event.pixel_id))
+                        .increment(1);
+                    outcomes[stored.0] = Some(ItemOutcome::Merged {
+                        event_id: stored.1,
+                        match_quality: (f64::from(merged.0) * 10.0).round() / 10.0,
+                        merged_into: merged.1.as_str().to_owned(),
+                    });
+                }
+                None => {
+                    kept.push(event);
+                    kept_index.push(stored);
+                }
+            }
+        }
+        to_store = kept;
+        stored_index = kept_index;
     }
     if !to_store.is_empty() {
         let labels: Vec<(String, &'static str)> = to_store
@@ -209,6 +253,71 @@ pub async fn ingest(
             })
         })
         .collect())
+}
+
+/// Merges a server-side copy into the held browser copy of the same event,
+/// if the ledger says the browser sent it first within the merge window and
+/// the copy is still held. Returns the merged event's match quality and the
+/// source merged into; `None` leaves the event to `enqueue` (which then calls
+/// it a duplicate). A store error here is logged and also leaves it to
+/// `enqueue`, which reports the store's state to the sender.
+async fn try_merge(
+    state: &AppState,
+    event: &NewEvent,
+    window_ms: i64,
+) -> Option<(f32, EventSource)> {
+    if event.event_id.is_empty() {
+        return None;
+    }
+    let now_ms = state.now_ms();
+    let entry = match state
+        .store
+        .dedup_lookup(&event.pixel_id, &event.event_name, &event.event_id, now_ms)
+        .await
+    {
+        Ok(entry) => entry?,
+        Err(e) => {
+            tracing::warn!(
+                code = e.code(),
+                "merge: ledger lookup failed; treating as a plain copy"
+            );
+            return None;
+        }
+    };
+    if entry.first_source != EventSource::Browser
+        || entry.first_seen_ms.saturating_add(window_ms) <= now_ms
+    {
+        return None;
+    }
+    let server_copy = event.payload.clone();
+    let quality = Arc::new(OnceLock::new());
+    let quality_out = Arc::clone(&quality);
+    let merge: MergeFn = Box::new(move |held: &[u8]| {
+        let merged = crate::merge::merge(held, &server_copy)?;
+        let _ = quality_out.set(merged.match_quality);
+        Some(merged.payload)
+    });
+    let request = MergeRequest {
+        pixel_id: event.pixel_id.clone(),
+        event_name: event.event_name.clone(),
+        event_id: event.event_id.clone(),
+        source: event.source,
+        user_keys: event.user_keys.clone(),
+        order_id: event.order_id.clone(),
+    };
+    match state.store.merge_held(request, merge, now_ms).await {
+        Ok(MergeOutcome::Merged { into_source, .. }) => {
+            Some((quality.get().copied().unwrap_or_default(), into_source))
+        }
+        Ok(MergeOutcome::NotMerged) => None,
+        Err(e) => {
+            tracing::warn!(
+                code = e.code(),
+                "merge: store refused; treating as a plain copy"
+            );
+            None
+        }
+    }
 }
 
 pub fn count_rejection(source: &'static str, problems: &[Problem]) {

@@ -11,6 +11,7 @@ pub mod delivery;
 pub mod dlq;
 pub mod error;
 pub mod ingest;
+pub mod merge;
 pub mod metrics;
 pub mod pipeline;
 pub mod retention;

@@ -12,6 +12,8 @@ pub const EVENTS_RECEIVED: &str = "sluice_events_received_total";
 pub const EVENTS_ACCEPTED: &str = "sluice_events_accepted_total";
 pub const EVENTS_REJECTED: &str = "sluice_events_rejected_total";
 pub const EVENTS_DUPLICATE: &str = "sluice_events_duplicate_total";
+/// Server-side copies merged into a held browser copy (identity merge).
+pub const EVENTS_MERGED: &str = "sluice_events_merged_total";
 pub const EVENTS_DROPPED: &str = "sluice_events_dropped_by_consent_total";
 pub const REQUESTS_REJECTED: &str = "sluice_requests_rejected_total";
 pub const FIELDS_DROPPED: &str = "sluice_user_data_fields_dropped_total";

@@ -14,6 +14,7 @@ use sluice_consent::{ConsentFields, RegionHint};
 use sluice_core::validate::{self, Problem, ValidationContext};
 use sluice_core::{ServerEvent, match_quality};
 use sluice_normalize::NormalizeOptions;
+use sluice_store::EventIdOrigin;
 use std::net::IpAddr;
 
 /// Which endpoint an event came through; decides enrichment and strictness.
@@ -82,41 +83,58 @@ pub fn event_id_for_order(order_id: &str) -> String {
     format!("order-{order_id}")
 }
 
+/// `custom_data.order_id` of a raw event, as text (a number in decimal), when
+/// it is a non-empty string or a number.
+pub fn order_id(event: &Map<String, Value>) -> Option<String> {
+    event
+        .get("custom_data")
+        .and_then(|cd| cd.get("order_id"))
+        .and_then(|v| match v {
+            Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
+}
+
 /// Stage 2: fills what the sender left out. `event_time` defaults to now;
-/// `event_id` to `order-<order_id>` or a random UUID; browser events get the
-/// client IP and user agent of the request when they carry none.
-pub fn enrich(event: &mut Map<String, Value>, ctx: &RequestContext) {
+/// `event_id` to `order-<order_id>` or a random UUID (the return value says
+/// which); browser events get the client IP and user agent of the request
+/// when they carry none.
+pub fn enrich(event: &mut Map<String, Value>, ctx: &RequestContext) -> EventIdOrigin {
     if !event.contains_key("event_time") {
         event.insert("event_time".into(), Value::from(ctx.now));
     }
+    let mut origin = EventIdOrigin::Sent;
     if !event.contains_key("event_id") {
-        let order_id = event
-            .get("custom_data")
-            .and_then(|cd| cd.get("order_id"))
-            .and_then(|v| match v {
-                Value::String(s) if !s.trim().is_empty() => Some(s.clone()),
-                Value::Number(n) => Some(n.to_string()),
-                _ => None,
-            });
-        let id = match order_id {
-            Some(order) => event_id_for_order(&order),
-            None => uuid::Uuid::new_v4().to_string(),
+        let (id, from) = match order_id(event) {
+            Some(order) => (event_id_for_order(&order), EventIdOrigin::OrderId),
+            None => (uuid::Uuid::new_v4().to_string(), EventIdOrigin::Generated),
         };
         event.insert("event_id".into(), Value::String(id));
+        origin = from;
     }
-    if ctx.source == Source::Browser
-        && let Some(Value::Object(user_data)) = event.get_mut("user_data")
-    {
-        if let Some(ip) = ctx.client_ip {
-            user_data
-                .entry("client_ip_address")
-                .or_insert_with(|| Value::String(ip.to_string()));
+    if ctx.source == Source::Browser {
+        // A page that sent no user data still has a browser: its IP and UA.
+        let user_data = event
+            .entry("user_data")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(user_data) = user_data {
+            enrich_browser_user_data(user_data, ctx);
         }
-        if let Some(ua) = &ctx.user_agent {
-            user_data
-                .entry("client_user_agent")
-                .or_insert_with(|| Value::String(ua.clone()));
-        }
+    }
+    origin
+}
+
+fn enrich_browser_user_data(user_data: &mut Map<String, Value>, ctx: &RequestContext) {
+    if let Some(ip) = ctx.client_ip {
+        user_data
+            .entry("client_ip_address")
+            .or_insert_with(|| Value::String(ip.to_string()));
+    }
+    if let Some(ua) = &ctx.user_agent {
+        user_data
+            .entry("client_user_agent")
+            .or_insert_with(|| Value::String(ua.clone()));
     }
 }
 
@@ -312,7 +330,7 @@ mod tests {
         let mut v = raw_event();
         let m = v.as_object_mut().unwrap();
         take_sluice_fields(m);
-        enrich(m, &ctx(Source::Backend));
+        assert_eq!(enrich(m, &ctx(Source::Backend)), EventIdOrigin::OrderId);
         assert_eq!(m["event_time"], json!(NOW));
         assert_eq!(m["event_id"], json!("order-A-77"));
         // Backend events never get the caller's socket address as the buyer's IP.
@@ -326,6 +344,42 @@ mod tests {
             json!("UA"),
             "sent value wins"
         );
+    }
+
+    #[test]
+    fn enrich_says_where_the_event_id_came_from() {
+        let mut sent = json!({"event_name": "Lead", "event_id": "x"});
+        assert_eq!(
+            enrich(sent.as_object_mut().unwrap(), &ctx(Source::Backend)),
+            EventIdOrigin::Sent
+        );
+        let mut none = json!({"event_name": "Lead"});
+        assert_eq!(
+            enrich(none.as_object_mut().unwrap(), &ctx(Source::Backend)),
+            EventIdOrigin::Generated
+        );
+        assert!(none["event_id"].as_str().is_some_and(|id| id.len() == 36));
+        let mut numeric = json!({"event_name": "Purchase", "custom_data": {"order_id": 7731}});
+        assert_eq!(
+            enrich(numeric.as_object_mut().unwrap(), &ctx(Source::Backend)),
+            EventIdOrigin::OrderId
+        );
+        assert_eq!(numeric["event_id"], json!("order-7731"));
+    }
+
+    #[test]
+    fn browser_events_without_user_data_still_get_ip_and_user_agent() {
+        let mut v = json!({"event_name": "ViewContent", "event_id": "v"});
+        let m = v.as_object_mut().unwrap();
+        enrich(m, &ctx(Source::Browser));
+        assert_eq!(m["user_data"]["client_ip_address"], json!("2001:db8::9"));
+        assert_eq!(
+            m["user_data"]["client_user_agent"],
+            json!("Mozilla/5.0 test")
+        );
+        let mut b = json!({"event_name": "Lead", "event_id": "b"});
+        enrich(b.as_object_mut().unwrap(), &ctx(Source::Backend));
+        assert!(b.get("user_data").is_none(), "backends send their own");
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! `/admin/*`: dead letters and replay, guarded by the admin key.
+//! `/admin/*`: dead letters and replay, and the dedup report, guarded by the
+//! admin key.
 //!
 //! Off unless `[admin] key` is configured. The same operations are available
-//! offline through `sluice dlq`.
+//! offline through `sluice dlq` and `sluice dedup report`.
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -11,7 +12,7 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sluice_store::{DeadLetter, DeadLetterId, DlqFilter};
+use sluice_store::{DeadLetter, DeadLetterId, DedupReportQuery, DlqFilter};
 use std::sync::Arc;
 
 const SOURCE: &str = "admin";
@@ -189,4 +190,108 @@ pub async fn replay(
     result
         .map(IntoResponse::into_response)
         .unwrap_or_else(|e| e.counted(SOURCE).into_response())
+}
+
+/// Parses a look-back period: a number with a unit, `90s`, `30m`, `24h`,
+/// `2d` (also `1w`); at most a year. For `--since` and `?since=`.
+pub fn parse_period_ms(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{text:?}: add a unit (s, m, h, d, w), e.g. 24h"))?;
+    let (number, unit) = text.split_at(split);
+    let number: i64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a period like 24h"))?;
+    let unit_ms: i64 = match unit {
+        "s" => 1_000,
+        "m" | "min" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        "w" => 7 * 86_400_000,
+        _ => {
+            return Err(format!(
+                "{text:?}: unknown unit {unit:?} (use s, m, h, d, w)"
+            ));
+        }
+    };
+    let ms = number.saturating_mul(unit_ms);
+    if ms > 366 * 86_400_000 {
+        return Err(format!("{text:?} is longer than a year"));
+    }
+    Ok(ms)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DedupQuery {
+    /// Look-back period (`24h`); default: the whole dedup window.
+    pub since: Option<String>,
+    /// Or an instant, Unix ms.
+    pub since_ms: Option<i64>,
+    pub pixel: Option<String>,
+    /// Entries per list of suspicious ids.
+    pub limit: Option<u32>,
+}
+
+/// `GET /admin/dedup?since=24h&pixel=…&limit=…`: the dedup report as JSON
+/// (`sluice_store::DedupReport`).
+pub async fn dedup_report(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    query: Result<Query<DedupQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let result = async {
+        authorize(&state, &headers)?;
+        let Query(q) = query.map_err(|_| {
+            ApiError::bad_request("invalid_query", "unknown or malformed query parameter")
+        })?;
+        let now_ms = state.now_ms();
+        let since_ms = match (q.since.as_deref(), q.since_ms) {
+            (Some(_), Some(_)) => {
+                return Err(ApiError::bad_request(
+                    "invalid_query",
+                    "give since (a period) or since_ms, not both",
+                ));
+            }
+            (Some(period), None) => Some(now_ms.saturating_sub(
+                parse_period_ms(period).map_err(|m| ApiError::bad_request("invalid_query", m))?,
+            )),
+            (None, ms) => ms,
+        };
+        let report = state
+            .store
+            .dedup_report(
+                &DedupReportQuery {
+                    pixel_id: q.pixel,
+                    since_ms,
+                    max_examples: q.limit,
+                },
+                now_ms,
+            )
+            .await
+            .map_err(|_| ApiError::store_unavailable())?;
+        Ok::<_, ApiError>(Json(report))
+    }
+    .await;
+    result
+        .map(IntoResponse::into_response)
+        .unwrap_or_else(|e| e.counted(SOURCE).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_period_ms;
+
+    #[test]
+    fn periods() {
+        assert_eq!(parse_period_ms("90s"), Ok(90_000));
+        assert_eq!(parse_period_ms("30m"), Ok(1_800_000));
+        assert_eq!(parse_period_ms(" 24h"), Ok(86_400_000));
+        assert_eq!(parse_period_ms("2d"), Ok(172_800_000));
+        assert_eq!(parse_period_ms("1w"), Ok(604_800_000));
+        for bad in ["24", "h", "-1h", "1y", "1.5h", "", "400d"] {
+            assert!(parse_period_ms(bad).is_err(), "{bad}");
+        }
+    }
 }

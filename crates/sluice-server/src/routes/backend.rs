@@ -265,8 +265,9 @@ fn respond(results: Vec<ItemOutcome>) -> Response {
     let accepted = count(|r| matches!(r, ItemOutcome::Accepted { .. }));
     let dropped = count(|r| matches!(r, ItemOutcome::Dropped { .. }));
     let duplicates = count(|r| matches!(r, ItemOutcome::Duplicate { .. }));
+    let merged = count(|r| matches!(r, ItemOutcome::Merged { .. }));
     let rejected = count(|r| matches!(r, ItemOutcome::Rejected { .. }));
-    let status = if accepted + duplicates + dropped == 0 {
+    let status = if accepted + duplicates + merged + dropped == 0 {
         StatusCode::UNPROCESSABLE_ENTITY
     } else {
         StatusCode::OK
@@ -288,6 +289,7 @@ fn respond(results: Vec<ItemOutcome>) -> Response {
             "received": results.len(),
             "accepted": accepted,
             "duplicates": duplicates,
+            "merged": merged,
             "rejected": rejected,
             "dropped": dropped,
             "results": results,
