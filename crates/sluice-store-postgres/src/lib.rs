@@ -137,7 +137,8 @@ pub struct PostgresOptions {
     /// its live ones. Autovacuum normally gets there first (the migration
     /// sets absolute thresholds), but a server with autovacuum off, or with
     /// its workers busy elsewhere, would otherwise let a busy queue grow
-    /// without bound. Zero turns this off. Such a vacuum is throttled like
+    /// without bound. Zero turns this off. The vacuum runs in the
+    /// background (`purge` does not wait for it), throttled like
     /// autovacuum (`vacuum_cost_delay`), and runs at most once per
     /// [`PostgresOptions::vacuum_interval`] per table and node: an
     /// unthrottled vacuum of a bloated queue starved the delivery lanes of
@@ -215,6 +216,10 @@ struct Shared {
     stats: WriterCounters,
     shard_seed: u32,
     shard_next: AtomicU32,
+    /// When this node last vacuumed each table.
+    vacuumed: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// A maintenance vacuum is running in the background.
+    vacuuming: AtomicBool,
 }
 
 impl Shared {
@@ -235,8 +240,6 @@ pub struct PostgresStore {
     requests: std::sync::Mutex<Option<mpsc::UnboundedSender<EnqueueRequest>>>,
     writers: AsyncMutex<Vec<JoinHandle<()>>>,
     closed: AtomicBool,
-    /// When this node last vacuumed each table.
-    vacuumed: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 // === impl PostgresStore ===
@@ -285,6 +288,8 @@ impl PostgresStore {
             stats: WriterCounters::default(),
             shard_seed: (seed >> 32) as u32,
             shard_next: AtomicU32::new(0),
+            vacuumed: std::sync::Mutex::new(std::collections::HashMap::new()),
+            vacuuming: AtomicBool::new(false),
         });
         let (tx, rx) = mpsc::unbounded_channel();
         let rx = Arc::new(AsyncMutex::new(rx));
@@ -297,7 +302,6 @@ impl PostgresStore {
             requests: std::sync::Mutex::new(Some(tx)),
             writers: AsyncMutex::new(writers),
             closed: AtomicBool::new(false),
-            vacuumed: std::sync::Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -356,20 +360,21 @@ impl PostgresStore {
 
 // === maintenance ===
 
-impl PostgresStore {
+impl Shared {
     /// Vacuums the hot tables that have piled up dead tuples (see
     /// [`PostgresOptions::vacuum_dead_rows`]). `SKIP_LOCKED`: when another
     /// node (or autovacuum) is already vacuuming a table, this one skips it.
+    /// Runs in the background, started by `purge` (see `spawn_vacuum`).
     async fn vacuum_if_bloated(&self) -> Result<(), StoreError> {
-        let threshold = i64::try_from(self.shared.options.vacuum_dead_rows).unwrap_or(i64::MAX);
-        let client = self.client().await?;
+        let threshold = i64::try_from(self.options.vacuum_dead_rows).unwrap_or(i64::MAX);
+        let client = self.pool.get().await.map_err(pool_error)?;
         let rows = client
             .query(
                 "SELECT relname::text FROM pg_catalog.pg_stat_user_tables
                  WHERE schemaname = $1
                    AND relname IN ('queue', 'dedup_ledger', 'lease_batches', 'pixel_counters')
                    AND n_dead_tup >= $2 AND n_dead_tup * 5 >= n_live_tup",
-                &[&self.shared.options.schema, &threshold],
+                &[&self.options.schema, &threshold],
             )
             .await
             .map_err(pg_error)?;
@@ -383,7 +388,7 @@ impl PostgresStore {
                 let now = std::time::Instant::now();
                 if vacuumed
                     .get(&table)
-                    .is_some_and(|at| now.duration_since(*at) < self.shared.options.vacuum_interval)
+                    .is_some_and(|at| now.duration_since(*at) < self.options.vacuum_interval)
                 {
                     continue;
                 }
@@ -404,7 +409,7 @@ impl PostgresStore {
             let result = client
                 .batch_execute(&format!(
                     "VACUUM (ANALYZE, SKIP_LOCKED, TRUNCATE false) {}.{table}",
-                    self.shared.options.schema
+                    self.options.schema
                 ))
                 .await;
             client
@@ -423,6 +428,22 @@ impl PostgresStore {
             );
         }
         Ok(())
+    }
+
+    /// Starts [`Shared::vacuum_if_bloated`] in the background unless one is
+    /// already running: a throttled vacuum of a large table takes long, and
+    /// `purge` (the ledger's retention) must not wait for it.
+    fn spawn_vacuum(self: &Arc<Self>) {
+        if self.vacuuming.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let shared = Arc::clone(self);
+        tokio::spawn(async move {
+            if let Err(error) = shared.vacuum_if_bloated().await {
+                tracing::warn!(code = error.code(), %error, "maintenance vacuum failed");
+            }
+            shared.vacuuming.store(false, Ordering::Release);
+        });
     }
 }
 
@@ -1033,7 +1054,7 @@ impl Store for PostgresStore {
             }
         }
         if self.shared.options.vacuum_dead_rows > 0 {
-            self.vacuum_if_bloated().await?;
+            self.shared.spawn_vacuum();
         }
         Ok(report)
     }
