@@ -8,8 +8,9 @@
 #
 # Runs alternate A B C A B C ... (sluice, python-sdk, node-sdk) for R rounds after W
 # warm-up rounds; each run is a whole process, timed from outside (wall clock around
-# the process, CPU time and peak RSS from wait4). Prints a table of medians (min-max)
-# and the paired per-round ratios, and appends every run to bench/out/*.jsonl.
+# the process, CPU time from wait4, peak RSS from /usr/bin/time). Prints a table of
+# medians (min-max) and the paired per-round ratios, and appends every run to
+# bench/out/*.jsonl.
 #
 # usage: bench/cpu-path.sh [options]
 #   -r, --rounds R     measured rounds (default 3)
@@ -88,11 +89,17 @@ child_env = {k: v for k, v in env.items() if not k.startswith("CPU_PATH_")}
 child_env.pop("SDK_BENCH_DIGEST", None)  # digests cost time: never in timing runs
 child_env.pop("SDK_BENCH_EVENTS", None)
 
+TIME = "/usr/bin/time" if os.access("/usr/bin/time", os.X_OK) else None
+
 def run(name):
-    """One whole process: wall clock around it, CPU and peak RSS from wait4."""
-    with tempfile.TemporaryFile() as err:
+    """One whole process: wall clock around it, CPU time from wait4, peak RSS from
+    /usr/bin/time. (wait4's ru_maxrss alone would not do: a child started from this
+    Python driver inherits the driver's high-water mark at exec, ~15 MiB, which hides
+    a smaller footprint. time(1) forks from a ~2 MiB process.)"""
+    with tempfile.TemporaryFile() as err, tempfile.NamedTemporaryFile("r") as tfile:
+        cmd = ([TIME, "-f", "%M", "-o", tfile.name] if TIME else []) + commands[name]
         t0 = time.perf_counter()
-        p = subprocess.Popen(commands[name], stdout=subprocess.PIPE, stderr=err, env=child_env)
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, env=child_env)
         out = p.stdout.read()
         _, status, ru = os.wait4(p.pid, 0)
         wall = time.perf_counter() - t0
@@ -101,11 +108,12 @@ def run(name):
         if p.returncode != 0:
             err.seek(0)
             sys.exit(f"{name} failed ({p.returncode}): {err.read().decode(errors='replace')[-2000:]}")
+        rss_kb = int(tfile.read().split()[-1]) if TIME else ru.ru_maxrss
     inner = json.loads(out.decode().strip().splitlines()[-1])
     if inner.get("events") != events:
         sys.exit(f"{name}: reported {inner.get('events')} events, expected {events}")
     return {"impl": name, "wall_s": wall, "cpu_s": ru.ru_utime + ru.ru_stime,
-            "max_rss_kb": ru.ru_maxrss, "inner": inner}
+            "max_rss_kb": rss_kb, "inner": inner}
 
 load = lambda: " ".join(f"{x:.1f}" for x in os.getloadavg())
 print(f"cpu-path: {events} events, {rounds} round(s) after {warmup} warm-up, order {' '.join(only)}, "
@@ -143,6 +151,11 @@ for name, xs in by.items():
           f"| {rss:.1f} | {b:,.0f} | {hashes} |")
 
 if "sluice" in by:
+    xs = by["sluice"]
+    inner_s = med([x["inner"]["seconds"] for x in xs])
+    startup = med([x["inner"].get("startup_seconds", 0.0) for x in xs])
+    print(f"\nsluice in-process (median): {inner_s:.3f} s, of which start-up {startup:.3f} s "
+          f"(phone metadata); after start-up {events / max(inner_s - startup, 1e-9):,.0f} events/s")
     base = {x["round"]: x for x in by["sluice"]}
     targets = {"python-sdk": 40.0, "node-sdk": 14.0}
     print("\n| ratio (same round, wall) | median | min-max | CPU-time ratio, median | target | met |")

@@ -118,6 +118,7 @@ fn options() -> NormalizeOptions {
 
 fn timed_run(cfg: &Config, t0: Instant) -> Result<(), String> {
     sluice_normalize::warm_up();
+    let startup = t0.elapsed().as_secs_f64();
     let mut rng = XorShift32::new(cfg.seed);
     let mut raw = RawEvent::default();
     let mut path = CpuPath::new(cfg.mode, options());
@@ -150,6 +151,7 @@ fn timed_run(cfg: &Config, t0: Instant) -> Result<(), String> {
         r#impl: "sluice",
         events: cfg.events,
         seconds: round(seconds, 4),
+        startup_seconds: round(startup, 4),
         events_per_sec: round(cfg.events as f64 / seconds, 1),
         bytes,
         max_rss_kb: proc_stats::max_rss_kb(),
@@ -173,6 +175,8 @@ struct RunLine {
     r#impl: &'static str,
     events: u64,
     seconds: f64,
+    /// Of `seconds`: start-up (`warm_up`: loading the phone metadata), before event 0.
+    startup_seconds: f64,
     events_per_sec: f64,
     bytes: u64,
     max_rss_kb: Option<u64>,
