@@ -6,12 +6,15 @@ use crate::delivery::{LaneReadiness, engine_config};
 use crate::routes;
 use crate::state::{ApiKey, AppState, Clock, PresentedTokens, SystemClock};
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use sluice_normalize::NormalizeOptions;
 use sluice_store::{SqliteOptions, SqliteStore, Store};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -141,7 +144,10 @@ impl Gateway {
         for warning in config.browser.safari_warnings() {
             tracing::warn!(%warning, "browser endpoint");
         }
-        let mut router = router(state.clone());
+        let mut router = router(state.clone()).layer(axum::middleware::from_fn_with_state(
+            Duration::from_millis(config.server.request_timeout_ms),
+            request_timeout,
+        ));
         if let Some(emulator) = &sandbox {
             router = router.nest("/_sandbox", emulator.router());
         }
@@ -187,9 +193,24 @@ impl Gateway {
     /// settle the batches they hold, then closes the store (committing what was
     /// submitted). Nothing acknowledged is lost at any point: what is still
     /// queued is delivered after the next start.
+    ///
+    /// Requests are bounded by `server.request_timeout_ms`; a connection still
+    /// open a few seconds after that (a client stalled in its headers, which
+    /// no request timeout sees) is dropped rather than waited for: it has been
+    /// acknowledged nothing.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
-        let _ = self.server.await;
+        let grace = Duration::from_millis(self.state.config.server.request_timeout_ms)
+            + Duration::from_secs(5);
+        let mut server = self.server;
+        if tokio::time::timeout(grace, &mut server).await.is_err() {
+            tracing::warn!(
+                grace_ms = grace.as_millis() as u64,
+                "connections still open after the grace period; closing them"
+            );
+            server.abort();
+            let _ = server.await;
+        }
         self.delivery.join().await;
         let _ = self.retention.await;
         if let Err(e) = self.state.store.close().await {
@@ -217,6 +238,35 @@ fn destination(config: &Config, addr: SocketAddr) -> (Destination, String) {
             Destination::Meta,
             sluice_delivery::client::DEFAULT_BASE_URL.to_owned(),
         ),
+    }
+}
+
+/// Bounds a whole request, body included, by `server.request_timeout_ms`, so
+/// a client that stalls mid-body can hold neither a connection nor a graceful
+/// shutdown forever. The answer is 408 `request_timeout`: nothing of the
+/// request was acknowledged (a commit that completes anyway is recognised as
+/// a duplicate when the client sends again). The admin API is exempt: cutting
+/// a large replay off between its steps helps nobody.
+async fn request_timeout(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    if path.starts_with("/admin/") {
+        return next.run(request).await;
+    }
+    let source = match path {
+        "/v1/events" => "backend",
+        "/collect" => "browser",
+        p if p.ends_with("/events") => "graph",
+        _ => "http",
+    };
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => crate::error::ApiError::new(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the request took longer than server.request_timeout_ms (a body sent too slowly?); nothing was accepted, send it again",
+        )
+        .counted(source)
+        .into_response(),
     }
 }
 

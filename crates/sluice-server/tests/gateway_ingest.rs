@@ -594,3 +594,66 @@ async fn malformed_pixel_ids_are_refused_per_event() {
     );
     gw.gateway.shutdown().await;
 }
+
+/// A client that stops sending in the middle of its body gets 408
+/// `request_timeout` after `server.request_timeout_ms`, and cannot keep a
+/// graceful shutdown waiting for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_body_times_out_and_does_not_block_shutdown() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let gw = TestGateway::start("[server]\nrequest_timeout_ms = 300\n").await;
+    let stalled = |path: &'static str| {
+        let addr = gw.gateway.addr;
+        async move {
+            let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            let head = format!(
+                "POST {path} HTTP/1.1\r\nHost: sluice\r\nContent-Type: application/json\r\n\
+                 Content-Length: 1000\r\n\r\n{{\"event_name\": "
+            );
+            stream.write_all(head.as_bytes()).await.expect("write");
+            stream
+        }
+    };
+    let before = gw.metrics().await;
+    for path in ["/v1/events", "/v26.0/1000000501/events"] {
+        let mut stream = stalled(path).await;
+        let mut answer = Vec::new();
+        tokio::time::timeout(DEADLINE, stream.read_to_end(&mut answer))
+            .await
+            .expect("the server answers a stalled request")
+            .expect("read");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 408"), "{path}: {answer}");
+        assert!(answer.contains("request_timeout"), "{path}: {answer}");
+    }
+    let after = gw.metrics().await;
+    let counted = metric(
+        &after,
+        "sluice_requests_rejected_total",
+        &[("source", "backend"), ("code", "request_timeout")],
+    ) - metric(
+        &before,
+        "sluice_requests_rejected_total",
+        &[("source", "backend"), ("code", "request_timeout")],
+    );
+    assert!(counted >= 1.0, "{after}");
+    // Good requests are unaffected.
+    let (status, body) = gw
+        .post_events(&raw_event("slow-ok", Some("1000000501")), None)
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    // Shutdown with a stalled body, and a client stalled inside its headers
+    // (which no request timeout sees), finishes.
+    let _body = stalled("/v1/events").await;
+    let mut headers = tokio::net::TcpStream::connect(gw.gateway.addr)
+        .await
+        .expect("connect");
+    headers
+        .write_all(b"POST /v1/events HTTP/1.1\r\nHost: sluice\r\nContent-Ty")
+        .await
+        .expect("write");
+    tokio::time::timeout(DEADLINE, gw.gateway.shutdown())
+        .await
+        .expect("shutdown is not held up by stalled clients");
+}
