@@ -174,7 +174,7 @@ impl Gateway {
             %addr,
             destination = ?destination,
             pixels = config.pixels.len(),
-            store = %config.store_path().display(),
+            store = if config.uses_postgres() { "postgres" } else { "sqlite" },
             "sluice started"
         );
         Ok(Gateway {
@@ -281,11 +281,31 @@ fn normalize_options(config: &Config, now_ms: i64) -> NormalizeOptions {
     opts
 }
 
-async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
+/// Opens the store the configuration names: the SQLite file by default, or
+/// PostgreSQL when `store.url` is set (migrations applied on connect).
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
+    let dedup_window_ms = i64::from(config.store.dedup_window_hours) * 3_600_000;
+    if let Some(url) = &config.store.url {
+        let options = sluice_store_postgres::PostgresOptions {
+            schema: config.store.schema.clone(),
+            pool_size: config.store.pool_size,
+            statement_timeout: std::time::Duration::from_millis(config.store.statement_timeout_ms),
+            tls_root_cert: config.store.tls_root_cert.clone(),
+            dedup_window_ms,
+            ..sluice_store_postgres::PostgresOptions::default()
+        };
+        let store = sluice_store_postgres::PostgresStore::connect(url.expose(), options)
+            .await
+            .map_err(|e| StartError::Store {
+                path: format!("postgres schema {}", config.store.schema),
+                message: e.to_string(),
+            })?;
+        return Ok(Arc::new(store));
+    }
     let path = config.store_path();
     let options = SqliteOptions {
         synchronous_full: config.store.synchronous == "full",
-        dedup_window_ms: i64::from(config.store.dedup_window_hours) * 3_600_000,
+        dedup_window_ms,
         ..SqliteOptions::default()
     };
     let store = SqliteStore::open(&path, options)

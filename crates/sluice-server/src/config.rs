@@ -101,8 +101,19 @@ impl Default for ServerConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// `sqlite` (default, a file under `data_dir`).
+    /// `sqlite` (default, a file under `data_dir`) or `postgres` (implied by `url`).
     pub backend: String,
+    /// PostgreSQL URL (`postgres://user@host:5432/db?sslmode=require`), for
+    /// several nodes sharing one queue. Kept secret: it may hold a password.
+    pub url: Option<Secret>,
+    /// PostgreSQL schema holding sluice's tables.
+    pub schema: String,
+    /// PostgreSQL connections per node.
+    pub pool_size: usize,
+    /// PostgreSQL `statement_timeout`, in ms (0 = none).
+    pub statement_timeout_ms: u64,
+    /// CA certificate (PEM) the PostgreSQL server must chain to (verify-full).
+    pub tls_root_cert: Option<PathBuf>,
     /// SQLite file; default `<data_dir>/queue.sqlite`.
     pub path: Option<PathBuf>,
     /// `full` (default: every acknowledged event survives power loss) or
@@ -119,6 +130,11 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             backend: "sqlite".into(),
+            url: None,
+            schema: "sluice".into(),
+            pool_size: 16,
+            statement_timeout_ms: 30_000,
+            tls_root_cert: None,
             path: None,
             synchronous: "full".into(),
             dedup_window_hours: 48,
@@ -142,6 +158,11 @@ pub struct DeliveryConfig {
     pub concurrency_per_pixel: usize,
     /// Per-request timeout to Meta, in ms.
     pub timeout_ms: u64,
+    /// How long a node owns the events it takes for delivery, in ms. When a
+    /// node dies, the events it held become due again on the other nodes
+    /// after this long (raised to at least `linger_ms` + 3 × `timeout_ms` +
+    /// 5 s, so a lease never runs out under a request still in flight).
+    pub lease_ms: u64,
     /// First retry delay and the cap of the exponential backoff, in ms.
     pub backoff_base_ms: u64,
     pub backoff_max_ms: u64,
@@ -160,6 +181,7 @@ impl Default for DeliveryConfig {
             linger_ms: 200,
             concurrency_per_pixel: 2,
             timeout_ms: 5_000,
+            lease_ms: 120_000,
             backoff_base_ms: 500,
             backoff_max_ms: 300_000,
             max_attempts: 20,
@@ -451,6 +473,11 @@ impl Config {
         self.pixels.is_empty()
     }
 
+    /// True when the queue lives in PostgreSQL.
+    pub fn uses_postgres(&self) -> bool {
+        self.store.url.is_some()
+    }
+
     pub fn store_path(&self) -> PathBuf {
         self.store
             .path
@@ -506,11 +533,24 @@ impl Config {
                 self.store.synchronous
             ));
         }
-        if self.store.backend != "sqlite" {
-            return invalid(format!(
-                "store.backend {:?} is not available in this build (use \"sqlite\")",
-                self.store.backend
-            ));
+        match (self.store.backend.as_str(), &self.store.url) {
+            ("sqlite", None) => {}
+            ("sqlite" | "postgres", Some(url))
+                if url.expose().starts_with("postgres://")
+                    || url.expose().starts_with("postgresql://") => {}
+            ("postgres", None) => {
+                return invalid(
+                    "store.backend = \"postgres\" needs store.url (postgres://…)".into(),
+                );
+            }
+            (_, Some(_)) => {
+                return invalid("store.url must start with postgres:// or postgresql://".into());
+            }
+            (other, None) => {
+                return invalid(format!(
+                    "store.backend must be \"sqlite\" or \"postgres\", got {other:?}"
+                ));
+            }
         }
         if self.store.dedup_window_hours == 0 {
             return invalid("store.dedup_window_hours must be at least 1".into());
@@ -690,7 +730,14 @@ fn parse_env_value(raw: &str, prefer_string: bool) -> toml::Value {
 pub fn describe(config: &Config) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     out.insert("listen".into(), config.server.listen.to_string());
-    out.insert("store".into(), config.store_path().display().to_string());
+    out.insert(
+        "store".into(),
+        if config.uses_postgres() {
+            format!("postgres (schema {})", config.store.schema)
+        } else {
+            config.store_path().display().to_string()
+        },
+    );
     out.insert(
         "destination".into(),
         match (&config.delivery.graph_url, config.is_zero_config()) {

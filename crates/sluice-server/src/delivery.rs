@@ -65,8 +65,7 @@ pub fn engine_config(
         max_attempts: d.max_attempts,
         ..EngineConfig::default()
     };
-    engine.lease = engine
-        .lease
+    engine.lease = Duration::from_millis(d.lease_ms)
         .max(engine.linger + 3 * engine.client.request_timeout + Duration::from_secs(5));
     if config.is_zero_config() {
         engine.pixel_resolver = Some(Arc::new(move |pixel: &str| {

@@ -42,9 +42,14 @@ enum Command {
     Send(cmd::send::SendArgs),
     /// Check a configuration file (and the SLUICE_* environment) without starting.
     CheckConfig(cmd::serve::CheckConfigArgs),
+    /// Apply the PostgreSQL schema migrations (for several nodes on one database).
+    Migrate(cmd::serve::MigrateArgs),
     /// Inspect and replay the dead-letter queue.
     #[command(subcommand)]
     Dlq(cmd::dlq::DlqCommand),
+    /// Deduplication you can see: browser vs server copies, merges, suspicious ids.
+    #[command(subcommand)]
+    Dedup(cmd::dedup::DedupCommand),
     /// Consent decisions: explain one event's, list the recorded ones.
     #[command(subcommand)]
     Consent(cmd::consent::ConsentCommand),
@@ -62,7 +67,9 @@ fn main() -> ExitCode {
         Command::Validate(args) => cmd::validate::run(args),
         Command::Send(args) => cmd::send::run(args),
         Command::CheckConfig(args) => cmd::serve::check_config(args),
+        Command::Migrate(args) => cmd::serve::migrate(args),
         Command::Dlq(command) => cmd::dlq::run(command),
+        Command::Dedup(command) => cmd::dedup::run(command),
         Command::Consent(command) => cmd::consent::run(command),
         Command::Forget(args) => cmd::forget::run(args),
     };

@@ -195,12 +195,12 @@ async fn audit(args: AuditArgs) -> anyhow::Result<ExitCode> {
         after_id: args.after_id,
     };
     if args.summary {
-        let counts = summarize(&store, filter).await?;
+        let counts = summarize(&*store, filter).await?;
         print_summary(&counts);
         store.close().await?;
         return Ok(ExitCode::SUCCESS);
     }
-    let rows = fetch(&store, filter, args.limit).await?;
+    let rows = fetch(&*store, filter, args.limit).await?;
     store.close().await?;
     if args.json {
         for row in &rows {
@@ -480,8 +480,16 @@ mod tests {
         assert_eq!(parse_since("1970-01-01", 0).unwrap(), 0);
         assert_eq!(parse_since("2024-02-29", 0).unwrap(), 1_709_164_800_000);
         for bad in [
-            "", "1y", "h", "-1h", "2026-13-01", "2026-02-30", "2025-02-29", "26-11-01",
-            "2026-11-01T25:00", "yesterday",
+            "",
+            "1y",
+            "h",
+            "-1h",
+            "2026-13-01",
+            "2026-02-30",
+            "2025-02-29",
+            "26-11-01",
+            "2026-11-01T25:00",
+            "yesterday",
         ] {
             assert!(parse_since(bad, NOW).is_err(), "{bad:?} should be refused");
         }

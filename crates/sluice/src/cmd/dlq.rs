@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use sluice_server::config::Config;
 use sluice_server::routes::admin::dead_letter_json;
-use sluice_store::{DeadLetterId, DlqFilter, SqliteOptions, SqliteStore, Store};
+use sluice_store::{DeadLetterId, DlqFilter, Store};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -88,21 +88,18 @@ pub struct ReplayArgs {
     pub store: StoreArgs,
 }
 
-pub(crate) async fn open(args: &StoreArgs) -> anyhow::Result<SqliteStore> {
+pub(crate) async fn open(args: &StoreArgs) -> anyhow::Result<std::sync::Arc<dyn Store>> {
     let mut config = Config::load(args.config.as_deref())?;
     if let Some(dir) = &args.data_dir {
         config.data_dir = dir.clone();
     }
-    let path = config.store_path();
-    if !path.exists() {
+    if !config.uses_postgres() && !config.store_path().exists() {
         bail!(
             "no queue at {} (start `sluice serve` first, or pass --config/--data-dir)",
-            path.display()
+            config.store_path().display()
         );
     }
-    SqliteStore::open(&path, SqliteOptions::default())
-        .await
-        .with_context(|| format!("opening {}", path.display()))
+    Ok(sluice_server::app::open_store(&config).await?)
 }
 
 fn parse_ids(ids: &[String]) -> anyhow::Result<Vec<DeadLetterId>> {
@@ -195,7 +192,7 @@ async fn replay(args: ReplayArgs) -> anyhow::Result<ExitCode> {
             code: args.filter.code,
             ..DlqFilter::default()
         };
-        sluice_server::dlq::matching_ids(&store, filter).await?
+        sluice_server::dlq::matching_ids(&*store, filter).await?
     } else {
         parse_ids(&args.ids)?
     };

@@ -14,7 +14,6 @@ use clap::{ArgGroup, Args};
 use serde_json::json;
 use sluice_normalize::{CountryCode, FieldHash, NormalizeOptions, PiiField, hash_field};
 use sluice_server::config::Config;
-use sluice_store::Store;
 use std::io::BufRead;
 use std::process::ExitCode;
 
@@ -74,9 +73,9 @@ pub fn person_key(field: PiiField, value: &str, opts: &NormalizeOptions) -> Resu
             .as_str()
             .to_owned()),
         Ok(FieldHash::Empty) => Err("is empty once normalized".to_owned()),
-        Ok(FieldHash::Md5(_) | FieldHash::Verbatim(_)) => Err(
-            "is an MD5 or param-builder value; sluice keys people by SHA-256 only".to_owned(),
-        ),
+        Ok(FieldHash::Md5(_) | FieldHash::Verbatim(_)) => {
+            Err("is an MD5 or param-builder value; sluice keys people by SHA-256 only".to_owned())
+        }
         Err(e) => Err(format!("cannot be normalized: {e} ({})", e.code())),
     }
 }

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod consent;
+pub mod dedup;
 pub mod dlq;
 pub mod forget;
 pub mod normalize;

@@ -20,6 +20,10 @@ pub struct ServeArgs {
     /// Directory for the queue and other state (overrides data_dir).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Queue in PostgreSQL instead of the SQLite file (postgres://user@host/db),
+    /// for several nodes sharing one queue; overrides store.url.
+    #[arg(long, env = "SLUICE_STORE__URL", hide_env_values = true)]
+    pub store: Option<String>,
     /// Send to this Graph API base URL instead (e.g. a `sluice emulate` at
     /// http://127.0.0.1:4100); overrides delivery.graph_url.
     #[arg(long)]
@@ -47,6 +51,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(url) = args.graph_url {
         config.delivery.graph_url = Some(url);
+    }
+    if let Some(url) = args.store {
+        config.store.url = Some(sluice_core::Secret::new(url));
     }
     config.check()?;
     let runtime = super::runtime()?;
@@ -128,4 +135,34 @@ pub fn check_config(args: CheckConfigArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// PostgreSQL URL (postgres://user@host/db); default: store.url of the configuration.
+    #[arg(long, env = "SLUICE_STORE__URL", hide_env_values = true)]
+    pub store: Option<String>,
+    /// Schema holding sluice's tables; default: store.schema (`sluice`).
+    #[arg(long)]
+    pub schema: Option<String>,
+    /// Configuration file.
+    #[arg(long, short, env = "SLUICE_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// `sluice migrate`: applies the embedded schema migrations to PostgreSQL
+/// (the SQLite file migrates itself when it is opened).
+pub fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
+    let config = load(args.config.as_deref())?;
+    let url = match (args.store, &config.store.url) {
+        (Some(url), _) => url,
+        (None, Some(url)) => url.expose().to_owned(),
+        (None, None) => anyhow::bail!(
+            "no PostgreSQL URL: pass --store postgres://… or set store.url (the SQLite queue migrates itself on start)"
+        ),
+    };
+    let schema = args.schema.unwrap_or_else(|| config.store.schema.clone());
+    let report = super::runtime()?.block_on(sluice_store_postgres::migrate(&url, &schema))?;
+    println!("{report:?}");
+    Ok(ExitCode::SUCCESS)
 }
