@@ -12,18 +12,19 @@
 //! - **Durability.** `enqueue` answers after `COMMIT` returned, with
 //!   `synchronous_commit = on` forced on every connection (unless the
 //!   operator turns [`PostgresOptions::synchronous_commit`] off). Enqueues
-//!   are group-committed per node ([`writer`](crate::writer) module docs).
+//!   are group-committed per node (see the `writer` module).
 //! - **Exclusive leases.** `lease` claims rows with
 //!   `SELECT … FOR UPDATE SKIP LOCKED` and marks them with an absolute
 //!   `leased_until_ms` in the same statement. A concurrent lease skips rows
 //!   another transaction holds and re-checks the lease condition on rows
 //!   changed since its snapshot, so two nodes never get the same event
-//!   while its lease runs. A node that dies simply stops renewing nothing:
-//!   once `now_ms` passes `leased_until_ms`, any node leases the events again.
+//!   while its lease runs. A node that dies leaves its leases behind, and
+//!   once `now_ms` passes `leased_until_ms` any node leases those events
+//!   again (leases are never renewed, so nothing else is needed).
 //! - **Deduplication.** The ledger's primary key decides; a key's window
-//!   expiry is checked inside `INSERT … ON CONFLICT DO UPDATE … WHERE`,
-//!   under the row lock. Two nodes receiving one event at the same instant
-//!   queue it once.
+//!   expiry is checked inside `INSERT … ON CONFLICT DO UPDATE`, on the
+//!   latest committed row and under its row lock. Two nodes receiving one
+//!   event at the same instant queue it once.
 //! - **Counters** are sharded rows per pixel, updated in the same statement
 //!   or transaction as the rows they count (see [`schema`]).
 //!
@@ -35,8 +36,15 @@
 //!
 //! # Failure semantics
 //!
-//! - Every operation other than `enqueue` is one statement (data-modifying
-//!   CTEs), hence one transaction: it applies whole or not at all.
+//! - Every write is one statement (data-modifying CTEs), hence one
+//!   transaction, and applies whole or not at all; `purge` and
+//!   `purge_audit` are a series of such bounded statements. A group commit
+//!   is one statement too, unless it has to be split into rounds (then one
+//!   explicit transaction); `merge_held` is one explicit transaction.
+//! - Statement plans are generic (`plan_cache_mode = force_generic_plan`)
+//!   and written so that no row estimate can turn a primary-key probe into
+//!   a scan (see `schema`): a queue's statistics are usually those of an
+//!   empty table.
 //! - A lost connection is `store_io` (transient); the pool discards the
 //!   connection and the next call gets a fresh one. A statement that runs
 //!   past [`PostgresOptions::statement_timeout`], a deadlock, or an exhausted

@@ -41,7 +41,7 @@
 //!   `sources` is the `SourceSet` bitmask.
 //! - `pixel_counters`: per pixel *and shard*, the counters `stats` reads
 //!   instead of `COUNT(*)`. Every write adds its deltas to one of
-//!   [`COUNTER_SHARDS`] rows of the pixel, chosen per call, so that nodes
+//!   `COUNTER_SHARDS` (16) rows of the pixel, chosen per call, so that nodes
 //!   (and concurrent calls on one node) do not queue behind one row lock
 //!   held until each other's commit. `stats` sums the shards.
 //! - `store_meta`: `writable_probe`, bumped by `check_writable`.
@@ -82,7 +82,7 @@
 //!
 //! # Migrations
 //!
-//! [`migrate`] runs in one transaction under `pg_advisory_xact_lock` keyed
+//! [`crate::migrate`] (and `connect`) runs in one transaction under `pg_advisory_xact_lock` keyed
 //! by the schema name, so nodes starting at the same time apply each
 //! version exactly once (the others wait, then find nothing to do).
 //! PostgreSQL DDL is transactional: a failed migration leaves no trace.
@@ -249,7 +249,7 @@ CREATE INDEX queue_held_by_key ON {s}.queue (pixel_id, event_name, event_id)
     WHERE hold_until_ms IS NOT NULL;
 "#;
 
-/// What [`migrate`] found and did.
+/// What [`crate::migrate`] found and did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MigrationReport {
     /// The schema version before (0 for a new schema).

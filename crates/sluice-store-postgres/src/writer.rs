@@ -2,57 +2,62 @@
 //!
 //! # Group commit
 //!
-//! `enqueue` never talks to the database itself: it sends its events to a
-//! channel and waits. [`PostgresOptions::writers`](crate::PostgresOptions::writers)
-//! writer tasks take turns draining that channel: one collects every
-//! request already waiting (up to `group_commit_max_rows` events), then
-//! commits them all in one transaction with a few multi-row statements
-//! (`INSERT … SELECT … FROM unnest($1::text[], …)`), while the next writer
-//! is already collecting the next group. Each caller is answered only after
-//! `COMMIT` returned, so its 2xx is durable. Under light load a group is
-//! one request and nobody waits; under heavy load groups grow by themselves.
+//! `enqueue` (and `append_audit`) never talks to the database itself: it
+//! sends its request to a channel and waits.
+//! [`PostgresOptions::writers`](crate::PostgresOptions::writers) writer
+//! tasks take turns draining that channel: one collects every request
+//! already waiting (up to `group_commit_max_rows` rows), then commits them
+//! all with **one statement** (`ENQUEUE_ROUND` in `sql`: data-modifying CTEs
+//! over `unnest($1::text[], …)` arrays) run on its own, so PostgreSQL
+//! commits it as one transaction: one round trip and one WAL flush per
+//! group. Meanwhile the next writer collects the next group, and the
+//! server flushes concurrent commits together. Each caller is answered only
+//! after the commit returned, so its 2xx is durable. Under light load a
+//! group is one request and nobody waits; under heavy load groups grow by
+//! themselves.
 //!
 //! # Deduplication across nodes
 //!
 //! The dedup ledger's primary key `(pixel_id, event_name, event_id)` is the
-//! arbiter. A group first claims its keys with one statement:
+//! arbiter. The statement claims the group's keys, in sorted order, with
 //!
 //! ```sql
 //! INSERT INTO dedup_ledger … ON CONFLICT (pixel_id, event_name, event_id)
-//! DO UPDATE SET first_seen_ms = excluded.first_seen_ms, …
-//! WHERE dedup_ledger.first_seen_ms <= excluded.first_seen_ms - window
-//! RETURNING pixel_id, event_name, event_id
+//! DO UPDATE SET first_seen_ms = CASE WHEN <expired> THEN excluded.… ELSE … END,
+//!               duplicates    = CASE WHEN <expired> THEN copies - 1
+//!                                    ELSE duplicates + copies END, …
+//! RETURNING …, duplicates
 //! ```
 //!
-//! A returned key was won: inserted fresh, or restarted because its window
-//! had passed (the expiry check is evaluated on the latest committed row,
-//! under its row lock, so it is atomic). A key not returned conflicts with a
-//! live entry: the copy is a duplicate. When two nodes insert the same key
-//! at the same instant, the second waits on the first's unique-index entry
-//! until the first commits or aborts, then sees the committed row (and
-//! loses) or inserts (and wins): exactly one queues the event. `ON CONFLICT
-//! DO UPDATE` locks the conflicting row even when its `WHERE` is false, so
-//! the follow-up statement that records the duplicates (sources, count,
-//! last sighting) needs no lock it does not already hold. Keys are claimed
-//! in sorted order, so two groups never wait on each other in a cycle.
+//! A fresh key is inserted; an existing one is, under its row lock and on
+//! its latest committed version, either restarted (its window had passed:
+//! the group's copy wins) or charged with the group's copies as duplicates
+//! (it is live). The returned `duplicates` tells which: a win stores
+//! exactly `copies - 1`, a loss at least `copies`. When two nodes insert
+//! the same key at the same instant, the second waits on the first's
+//! unique-index entry until the first commits or aborts, then updates the
+//! committed row (and loses) or inserts (and wins): exactly one queues the
+//! event. The queue insert in the same statement takes only the winners'
+//! first copies (and events without an id). Sorted keys mean two groups
+//! never wait on each other in a cycle.
 //!
 //! Copies of one key inside a group are folded in memory first (the first
 //! copy is the candidate, later ones its duplicates), because one statement
 //! may not touch the same row twice. If the copies carry different `now_ms`
 //! (they came from different requests), the group is split into rounds at
-//! that request: each round is the same statements again in the same
-//! transaction, so a copy arriving after the first copy's window is judged
-//! against the entry the first copy left.
+//! that request; the rounds then run as separate statements inside one
+//! explicit transaction, so a copy arriving after the first copy's window
+//! is judged against the entry the first copy left.
 //!
 //! # Failure semantics
 //!
-//! - A group that fails before `COMMIT` is sent is rolled back whole and
-//!   nothing of it is visible. If it had several requests, each is then
+//! - A group whose statement fails with a server error is rolled back
+//!   whole and nothing of it is visible. If it had several requests, each is then
 //!   retried alone, so one bad request (say, a string PostgreSQL rejects)
 //!   fails only its own caller. A deadlock or serialization failure is
 //!   retried a few times.
-//! - If `COMMIT` itself fails (the connection broke), the outcome is
-//!   unknown: the callers get `store_io` and nothing is retried here. A
+//! - If the connection breaks while the statement (or `COMMIT`) is in
+//!   flight, the outcome is unknown: the callers get `store_io` and nothing is retried here. A
 //!   client retry then finds its events already in the ledger (reported as
 //!   duplicates: they are queued) or, without an event id, queues them a
 //!   second time; delivery is at-least-once either way.
