@@ -27,6 +27,11 @@ export const env = {
   pixels: (process.env.PIXEL_IDS || '1111111111111111,2222222222222222')
     .split(',').map((s) => s.trim()).filter(Boolean),
   eventTimeoutMs: Number(process.env.EVENT_TIMEOUT_MS || 10000),
+  // A second real gateway with the identity merge window on (gateway.test.mjs).
+  mergeBaseUrl: (process.env.MERGE_BASE_URL || '').replace(/\/+$/, ''),
+  mergeEventsUrl: process.env.MERGE_EVENTS_URL || '',
+  // Bearer key for the backend API (/v1/events); none in zero-config mode.
+  apiKey: process.env.SLUICE_API_KEY || '',
 };
 
 export const BROWSER_ARGS = [
@@ -189,6 +194,7 @@ function normalize(list) {
       event_id: e.event_id,
       fbp: e.fbp ?? ud.fbp,
       fbc: e.fbc ?? ud.fbc,
+      user_data: ud,
       custom_data: e.custom_data || {},
       raw,
     });
@@ -202,6 +208,9 @@ function normalize(list) {
     } else if (Array.isArray(item.data)) { // a Graph /{pixel}/events request body
       const pixel = item.pixel_id ?? item.pixel ?? item.dataset_id;
       for (const e of item.data) flat(e, pixel ?? e.pixel_id, item);
+    } else if (item.event && typeof item.event === 'object' && item.pixel_id !== undefined) {
+      // sluice's emulator / sandbox (`GET /_emulator/events`): one recorded event per pixel
+      flat(item.event, item.pixel_id, item);
     } else if (item.event_name) {
       flat(item, item.pixel_id, item);
     }

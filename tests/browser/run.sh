@@ -10,4 +10,4 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 "$here/setup.sh" >/dev/null
 cd "$here"
-exec node --test --test-reporter=spec "$@" sluice.test.mjs
+exec node --test --test-reporter=spec "$@" sluice.test.mjs gateway.test.mjs
