@@ -3,6 +3,7 @@
 
 mod support;
 
+use std::io::Write as _;
 use std::path::PathBuf;
 
 use sluice_store::Store;
@@ -25,7 +26,10 @@ async fn server_has_tls() -> bool {
     tokio::spawn(connection);
     let on: String = client.query_one("SHOW ssl", &[]).await.unwrap().get(0);
     if on != "on" {
-        eprintln!("\n!!! SKIPPED: the test PostgreSQL has ssl=off; TLS tests did not run !!!\n");
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n!!! SKIPPED: the test PostgreSQL has ssl=off; TLS tests did not run !!!\n"
+        );
     }
     on == "on"
 }

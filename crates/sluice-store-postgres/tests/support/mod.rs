@@ -8,6 +8,7 @@
 
 #![allow(dead_code)]
 
+use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -41,7 +42,10 @@ pub async fn server_available() -> bool {
             url()
         );
     }
-    eprintln!(
+    // Straight to the process's stderr: the test harness captures
+    // `eprintln!` of passing tests, and this notice must be seen.
+    let _ = writeln!(
+        std::io::stderr(),
         "\n!!! SKIPPED: no PostgreSQL at {} ({error}); set SLUICE_TEST_POSTGRES_URL \
          to run the PostgreSQL store tests !!!\n",
         url()
