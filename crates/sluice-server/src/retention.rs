@@ -109,7 +109,9 @@ pub fn spawn(
                         "retention purge"
                     );
                 }
-                Err(e) => tracing::warn!(error = %e, "retention purge failed; retrying at the next interval"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "retention purge failed; retrying at the next interval")
+                }
             }
         }
     })
