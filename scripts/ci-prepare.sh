@@ -16,7 +16,12 @@ fi
 # The official SDKs used by the end-to-end tests (PyPI and npm).
 bash tests/sdk-clients/setup.sh
 
-# Debian's Chromium and playwright-core for the browser tests.
+# Debian's Chromium and playwright-core for the browser tests (which run from
+# `cargo test`: crates/sluice/tests/browser.rs).
 if [ -f tests/browser/setup.sh ]; then
   bash tests/browser/setup.sh
 fi
+
+# sluice.js: the minified build the gateway embeds (js/dist/sluice.min.js) and the
+# sizes in js/README.md must match the source (terser from js/package-lock.json).
+bash js/build.sh --check
