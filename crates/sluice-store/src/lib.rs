@@ -19,6 +19,11 @@
 //!   batch, come back as [`EnqueueOutcome::Duplicate`] and are not queued.
 //!   The ledger records every source that sent the key. Replaying a dead
 //!   letter bypasses the ledger.
+//! - **Identity merge.** [`Store::merge_held`] folds a later copy of an
+//!   event into the first copy while that one waits under its hold, in one
+//!   transaction that no lease can interleave with; the ledger counts it as
+//!   a merge, not a duplicate. [`Store::dedup_report`] shows where keys came
+//!   from.
 //! - **Explicit time.** Every operation that depends on time takes `now_ms`
 //!   (Unix milliseconds). Backends never read a clock, so tests are
 //!   deterministic and time can be moved across a 48 h window in one call.
