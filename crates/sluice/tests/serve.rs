@@ -97,29 +97,28 @@ async fn serve_with_graph_url_delivers_to_the_emulator() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_under_load_loses_no_acknowledged_event() {
     // Meta is slow: it records each request, then answers 250 ms late.
-    kill_9_under_load(Fault::Latency { ms: 250 }, "4000000003").await;
+    kill_9_under_load(Fault::Latency { ms: 250 }, "4000000003", "").await;
 }
 
 /// The same, but the requests in flight when the process dies never reach
 /// Meta (held, then the connection closes unanswered). Their events are
-/// leased by the dead process; after the restart they wait until that lease
-/// (120 s) expires, so this fails its 60 s deadline today although nothing
-/// is lost. Un-ignore once the gateway releases a previous process's leases
-/// at start.
+/// leased by the dead process and come back once that lease runs out:
+/// `delivery.lease_ms` (default 120 s; here its floor, linger + 3 × timeout +
+/// 5 s ≈ 11 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known: events leased by a killed process are held back for the 120 s lease after a restart"]
-async fn kill_9_with_requests_in_flight_recovers_within_a_minute() {
+async fn kill_9_with_requests_in_flight_delivers_them_after_the_lease() {
     kill_9_under_load(
         Fault::Timeout {
             hold_ms: Some(1000),
             process: false,
         },
         "4000000013",
+        "timeout_ms = 2000\nlease_ms = 1\n",
     )
     .await;
 }
 
-async fn kill_9_under_load(fault: Fault, pixel: &'static str) {
+async fn kill_9_under_load(fault: Fault, pixel: &'static str, delivery: &str) {
     const SENDERS: usize = 8;
     const PER_SENDER: usize = 375; // 3000 requests in all
     const KILL_AFTER: usize = 1200;
@@ -135,7 +134,9 @@ async fn kill_9_under_load(fault: Fault, pixel: &'static str) {
     // batches are in flight or leased when the process dies.
     std::fs::write(
         &config,
-        "[delivery]\nbatch_size = 50\nlinger_ms = 20\nbackoff_base_ms = 50\nbackoff_max_ms = 500\n",
+        format!(
+            "[delivery]\nbatch_size = 50\nlinger_ms = 20\nbackoff_base_ms = 50\nbackoff_max_ms = 500\n{delivery}"
+        ),
     )
     .unwrap();
     let args = [
