@@ -501,3 +501,51 @@ async fn graceful_shutdown_then_restart_delivers_every_acknowledged_event() {
     );
     gw.gateway.shutdown().await;
 }
+
+/// Zero-config forwarding (`--graph-url`, no pixels configured) promises to
+/// forward the token a Graph sender presented. When the first event of a
+/// pixel arrives without one (through `/v1/events`, or queued across a
+/// restart: presented tokens live in memory), its lane opens with the
+/// placeholder token; a destination that checks tokens answers 190 and the
+/// lane pauses, and a later request presenting the real token does not reach
+/// the lane, so its events stay queued for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "known: a dynamic lane keeps the placeholder token it opened with (sluice-delivery has no way to update it)"]
+async fn zero_config_forwarding_uses_a_token_presented_after_the_lane_opened() {
+    let pixel = "3000000006";
+    let emulator = spawn_emulator(EmulatorConfig {
+        tokens: Some(vec!["the-real-token".into()]),
+        ..EmulatorConfig::default()
+    })
+    .await;
+    let gw = TestGateway::start(&format!(
+        "[delivery]\ngraph_url = \"{}\"\n{FAST_DELIVERY}",
+        emulator.base_url()
+    ))
+    .await;
+    let (status, body) = gw.post_events(&raw_event("fwd-1", Some(pixel)), None).await;
+    assert_eq!(status, 200, "{body}");
+    wait_for("the lane to try and fail", DEADLINE, || async {
+        (emulator.emulator().stats().rejected_requests >= 1).then_some(())
+    })
+    .await;
+    let response = gw
+        .client
+        .post(gw.url(&format!(
+            "/v26.0/{pixel}/events?access_token=the-real-token"
+        )))
+        .json(&json!({"data": [wire_event("fwd-2", now_secs())]}))
+        .send()
+        .await
+        .expect("POST graph");
+    assert_eq!(read(response).await.0, 200);
+    let em = emulator.emulator();
+    wait_delivered(
+        em,
+        pixel,
+        &id_set(&["fwd-1", "fwd-2"]),
+        Duration::from_secs(10),
+    )
+    .await;
+    gw.gateway.shutdown().await;
+}
