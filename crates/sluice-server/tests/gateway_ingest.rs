@@ -601,7 +601,7 @@ async fn malformed_pixel_ids_are_refused_per_event() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_body_times_out_and_does_not_block_shutdown() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let gw = TestGateway::start("[server]\nrequest_timeout_ms = 300\n").await;
+    let gw = TestGateway::start("[server]\nrequest_timeout_ms = 1000\n").await;
     let stalled = |path: &'static str| {
         let addr = gw.gateway.addr;
         async move {
