@@ -36,9 +36,10 @@ async fn curl_post(http: &reqwest::Client, url: &str, event: &Value) -> (u16, Va
 async fn zero_config_serve_delivers_a_curl_event_to_the_sandbox() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let server = Server::start(&data, &[], &[]).await;
+    let server = Server::start(&data, &[], &[("SLUICE_LOG", "debug")]).await;
     let log = server.log_text();
     assert!(log.contains("sandbox"), "says where events go:\n{log}");
+    let log_path = server.log.clone();
     let http = client();
     let pixel = "4000000001";
     let (status, body) = curl_post(
@@ -58,6 +59,10 @@ async fn zero_config_serve_delivers_a_curl_event_to_the_sandbox() {
     assert_eq!(events["events"][0]["event"]["event_id"], "serve-sb-1");
     assert!(!events.to_string().contains("Jane"), "hashed: {events}");
     server.stop().await;
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    for pii in ["Jane", "jane.doe", "555-1212", "5551212"] {
+        assert!(!log.contains(pii), "raw {pii:?} in the debug log");
+    }
     assert!(data.join("queue.sqlite").exists());
 }
 
@@ -314,9 +319,13 @@ async fn official_sdks_work_through_the_graph_compatible_endpoint() {
     let server = Server::start(
         &dir.path().join("data"),
         &["--config", config.to_str().unwrap()],
-        &[("SLUICE_PIXELS__0__ACCESS_TOKEN", token)],
+        &[
+            ("SLUICE_PIXELS__0__ACCESS_TOKEN", token),
+            ("SLUICE_LOG", "debug"),
+        ],
     )
     .await;
+    let log_path = server.log.clone();
     let base = format!("http://{}", server.addr);
     let sdk = |name: &'static str, pixel: &'static str, token: &'static str, case: &'static str| {
         let base = base.clone();
@@ -371,6 +380,12 @@ async fn official_sdks_work_through_the_graph_compatible_endpoint() {
     assert_eq!(delivered_ids(em, pixel).len(), 2000, "each event once");
     assert_eq!(em.stats().rejected_requests, 0, "{:?}", em.stats());
     server.stop().await;
+    // Neither the token nor a rejected one, nor the SDK's raw inputs, in
+    // the debug log.
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    for secret in [token, "not-the-token", "Tester0", "tester0@example.com"] {
+        assert!(!log.contains(secret), "{secret:?} in the debug log");
+    }
 
     // Zero-config: any token, delivered to the sandbox.
     let sandbox = Server::start(&dir.path().join("data-zero"), &[], &[]).await;
