@@ -14,7 +14,7 @@
 //! sets the mode (`fields`, the default, or `user-data`).
 //!
 //! The timed region starts at the first statement of `main` and includes loading the
-//! phone metadata (`sluice_normalize::warm_up`), as the SDK scripts' include their
+//! phone metadata (`sluice_normalize::warm_up`), as the SDK scripts include their
 //! imports.
 
 use std::hint::black_box;
