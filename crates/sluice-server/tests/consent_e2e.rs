@@ -1265,6 +1265,19 @@ enum Answer {
     Never,
 }
 
+/// One consent-store case: the event's external_id, what the store answers,
+/// the region, the event's own consent, and the expected decision with the
+/// audit evidence for it.
+struct StoreCase {
+    ext: &'static str,
+    answer: Answer,
+    region: &'static [(&'static str, &'static str)],
+    consent: Value,
+    outcome: &'static str,
+    rule: &'static str,
+    evidence: &'static str,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consent_store_answers_and_failures() {
     let opts = NormalizeOptions::new(2026);
@@ -1273,129 +1286,131 @@ async fn consent_store_answers_and_failures() {
             .unwrap()
             .unwrap()
     };
-    // (external_id, store answer, region headers, event consent, outcome, rule, audit evidence)
-    let cases: Vec<(&str, Answer, Vec<(&str, &str)>, Value, &str, &str, &str)> = vec![
-        (
+    const DE: &[(&str, &str)] = &[("cf-ipcountry", "DE")];
+    const TX: &[(&str, &str)] = &[("cf-ipcountry", "US"), ("cf-region-code", "TX")];
+    const BR: &[(&str, &str)] = &[("cf-ipcountry", "BR")];
+    use Answer::*;
+    let case = |ext, answer, region, outcome, rule, evidence| StoreCase {
+        ext,
+        answer,
+        region,
+        consent: Value::Null,
+        outcome,
+        rule,
+        evidence,
+    };
+    let cases = vec![
+        case(
             "cs-de-granted",
-            Answer::Granted,
-            vec![("cf-ipcountry", "DE")],
-            Value::Null,
+            Granted,
+            DE,
             "deliver",
             "eea-uk-ch-opt-in",
             "store=ad_user_data:granted",
         ),
-        (
+        case(
             "cs-de-denied",
-            Answer::Denied,
-            vec![("cf-ipcountry", "DE")],
-            Value::Null,
+            Denied,
+            DE,
             "drop",
             "eea-uk-ch-opt-in",
             "store=ad_user_data:denied",
         ),
-        (
+        case(
             "cs-de-404",
-            Answer::NotFound,
-            vec![("cf-ipcountry", "DE")],
-            Value::Null,
+            NotFound,
+            DE,
             "drop",
             "eea-uk-ch-opt-in",
             "store=not_found",
         ),
-        (
+        case(
             "cs-de-garbage",
-            Answer::Garbage,
-            vec![("cf-ipcountry", "DE")],
-            Value::Null,
+            Garbage,
+            DE,
             "drop",
             "eea-uk-ch-opt-in",
             "store=failed:consent_store_invalid",
         ),
-        (
+        case(
             "cs-de-unknown",
-            Answer::UnknownValue,
-            vec![("cf-ipcountry", "DE")],
-            Value::Null,
+            UnknownValue,
+            DE,
             "drop",
             "eea-uk-ch-opt-in",
             "store=failed:consent_store_invalid",
         ),
-        (
+        case(
             "cs-de-500",
-            Answer::ServerError,
-            vec![("cf-ipcountry", "DE")],
-            Value::Null,
+            ServerError,
+            DE,
             "drop",
             "eea-uk-ch-opt-in",
             "store=failed:consent_store_unavailable",
         ),
-        (
+        case(
             "cs-de-timeout",
-            Answer::Never,
-            vec![("cf-ipcountry", "DE")],
-            Value::Null,
+            Never,
+            DE,
             "drop",
             "eea-uk-ch-opt-in",
             "store=failed:consent_store_timeout",
         ),
-        (
+        case(
             "cs-tx-denied",
-            Answer::Denied,
-            vec![("cf-ipcountry", "US"), ("cf-region-code", "TX")],
-            Value::Null,
+            Denied,
+            TX,
             "deliver_ldu",
             "us-ldu-states",
             "store=ad_user_data:denied",
         ),
-        (
+        case(
             "cs-tx-garbage",
-            Answer::Garbage,
-            vec![("cf-ipcountry", "US"), ("cf-region-code", "TX")],
-            Value::Null,
+            Garbage,
+            TX,
             "deliver_ldu",
             "us-ldu-states",
             "store=failed:consent_store_invalid",
         ),
-        (
+        case(
             "cs-tx-timeout",
-            Answer::Never,
-            vec![("cf-ipcountry", "US"), ("cf-region-code", "TX")],
-            Value::Null,
+            Never,
+            TX,
             "deliver_ldu",
             "us-ldu-states",
             "store=failed:consent_store_timeout",
         ),
-        (
+        case(
             "cs-br-garbage",
-            Answer::Garbage,
-            vec![("cf-ipcountry", "BR")],
-            Value::Null,
+            Garbage,
+            BR,
             "drop",
             "rest-of-world",
             "store=failed:consent_store_invalid",
         ),
-        (
+        case(
             "cs-br-404",
-            Answer::NotFound,
-            vec![("cf-ipcountry", "BR")],
-            Value::Null,
+            NotFound,
+            BR,
             "deliver",
             "rest-of-world",
             "store=not_found",
         ),
         // The event carries its own signal: the store is not asked (when = "no_event_signal").
-        (
-            "cs-de-event-granted",
-            Answer::Denied,
-            vec![("cf-ipcountry", "DE")],
-            json!({"ad_user_data": "granted"}),
-            "deliver",
-            "eea-uk-ch-opt-in",
-            "ad_user_data=granted",
-        ),
+        StoreCase {
+            consent: json!({"ad_user_data": "granted"}),
+            ..case(
+                "cs-de-event-granted",
+                Denied,
+                DE,
+                "deliver",
+                "eea-uk-ch-opt-in",
+                "ad_user_data=granted",
+            )
+        },
     ];
     let answers: Arc<HashMap<String, Answer>> =
-        Arc::new(cases.iter().map(|c| (key_of(c.0), c.1)).collect());
+        Arc::new(cases.iter().map(|c| (key_of(c.ext), c.answer)).collect());
     let asked: Arc<Mutex<Vec<String>>> = Arc::default();
 
     let store_app = {
@@ -1438,7 +1453,15 @@ async fn consent_store_answers_and_failures() {
     );
     let h = Harness::start(&[PIXEL], &extra, &[]).await;
     let event_time = now_ms() / 1000 - 60;
-    for (ext, _, headers, consent, outcome, rule, _) in &cases {
+    for StoreCase {
+        ext,
+        region,
+        consent,
+        outcome,
+        rule,
+        ..
+    } in &cases
+    {
         let mut event = json!({
             "pixel_id": PIXEL,
             "event_name": "Lead",
@@ -1452,7 +1475,7 @@ async fn consent_store_answers_and_failures() {
         if !consent.is_null() {
             event["consent"] = consent.clone();
         }
-        let (status, body) = h.post_backend(&event, headers).await;
+        let (status, body) = h.post_backend(&event, region).await;
         assert_eq!(status, StatusCode::OK, "{ext}: {body}");
         let want = if *outcome == "drop" {
             "dropped"
@@ -1466,7 +1489,14 @@ async fn consent_store_answers_and_failures() {
     }
 
     let audit = h.audit().await;
-    for (ext, _, _, _, outcome, rule, evidence) in &cases {
+    for StoreCase {
+        ext,
+        outcome,
+        rule,
+        evidence,
+        ..
+    } in &cases
+    {
         let rows: Vec<Value> = audit
             .iter()
             .map(audit_record)
@@ -1504,8 +1534,8 @@ async fn consent_store_answers_and_failures() {
 
     let deliverable: Vec<&str> = cases
         .iter()
-        .filter(|c| c.4 != "drop")
-        .map(|c| c.0)
+        .filter(|c| c.outcome != "drop")
+        .map(|c| c.ext)
         .collect();
     eventually("the deliverable events arrive", || async {
         let got = h.delivered(PIXEL);
