@@ -10,7 +10,11 @@
 //! - after the window has passed (the browser copy was delivered) a backend
 //!   copy is a duplicate;
 //! - `GET /admin/dedup` shows sources, merges, duplicates and the suspicious
-//!   ids, and needs the admin key.
+//!   ids, and needs the admin key;
+//! - a copy from the Graph-compatible endpoint merges like a backend copy;
+//! - the merge flow once more on the PostgreSQL store (`store.url`), when a
+//!   server answers at `SLUICE_TEST_POSTGRES_URL` (skipped loudly otherwise,
+//!   except under `CI=true`).
 //!
 //! Nothing sleeps for a fixed time: arrivals are polled with a deadline.
 
@@ -40,9 +44,13 @@ struct Harness {
 }
 
 async fn start(merge_window_secs: u64) -> Harness {
+    start_with(merge_window_secs, "").await
+}
+
+async fn start_with(merge_window_secs: u64, store: &str) -> Harness {
     let dir = tempfile::tempdir().expect("tempdir");
     let toml = format!(
-        "data_dir = {:?}\n[admin]\nkey = \"{ADMIN_KEY}\"\n[dedup]\nmerge_window_secs = {merge_window_secs}\n",
+        "data_dir = {:?}\n[admin]\nkey = \"{ADMIN_KEY}\"\n[dedup]\nmerge_window_secs = {merge_window_secs}\n{store}",
         dir.path().display().to_string()
     );
     let config = Config::from_toml_with_env(&toml, None, Vec::new()).expect("config");
@@ -192,7 +200,101 @@ fn row<'a>(report: &'a Value, event_name: &str) -> &'a Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn merge_window_merges_the_backend_copy_into_the_browser_copy() {
+    merges_the_backend_copy(start(30).await).await;
+}
+
+/// Where the PostgreSQL test server is, if one answers; `None` after a loud
+/// notice (a failure under `CI=true`).
+async fn postgres_url() -> Option<String> {
+    let url = std::env::var("SLUICE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let probe = sluice_store_postgres::migrate(&url, "sluice_dual_tracking_probe");
+    let error = match tokio::time::timeout(Duration::from_secs(5), probe).await {
+        Ok(Ok(_)) => {
+            let _ = sluice_store_postgres::drop_schema(&url, "sluice_dual_tracking_probe").await;
+            return Some(url);
+        }
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "timed out".to_owned(),
+    };
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "PostgreSQL at {url} is required under CI=true: {error}"
+    );
+    eprintln!(
+        "\n!!! SKIPPED: no PostgreSQL at {url} ({error}); set SLUICE_TEST_POSTGRES_URL !!!\n"
+    );
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn merge_window_merges_on_the_postgres_store_too() {
+    let Some(url) = postgres_url().await else {
+        return;
+    };
+    let schema = format!(
+        "sluice_dual_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    );
+    let h = start_with(
+        30,
+        &format!("[store]\nurl = {url:?}\nschema = {schema:?}\npool_size = 4\n"),
+    )
+    .await;
+    assert_eq!(h.gateway.state.store.backend_name(), "postgres");
+    merges_the_backend_copy(h).await;
+    sluice_store_postgres::drop_schema(&url, &schema)
+        .await
+        .expect("drop test schema");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graph_endpoint_copy_merges_like_a_backend_copy() {
     let h = start(30).await;
+    assert_eq!(h.collect("55").await, reqwest::StatusCode::NO_CONTENT);
+    // What existing CAPI code sends: hashed data, Graph's shape and endpoint.
+    let body = json!({
+        "data": [{
+            "event_name": "Purchase",
+            "event_time": now_s(),
+            "event_id": "order-55",
+            "action_source": "website",
+            "event_source_url": "https://www.shop.example/checkout",
+            "user_data": {"em": [EM_HASH], "client_user_agent": CHECKOUT_USER_AGENT},
+            "custom_data": {"value": 60, "currency": "EUR", "order_id": "55"}
+        }],
+        "access_token": "any-token-in-zero-config"
+    });
+    let response = h
+        .http
+        .post(format!("{}/v21.0/{PIXEL}/events", h.base))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), reqwest::StatusCode::OK);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["events_received"], 1, "{answer}");
+    let events = h.wait_for("order-55").await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(
+        events[0]["user_data"]["em"],
+        json!([EM_HASH]),
+        "as the Graph sender wrote it: {}",
+        events[0]
+    );
+    assert_eq!(events[0]["user_data"]["fbp"], FBP);
+    assert_eq!(events[0]["custom_data"]["value"], 60);
+    let (_, report) = h.report("").await;
+    assert_eq!(row(&report, "Purchase")["merged"], 1, "{report}");
+    h.gateway.shutdown().await;
+}
+
+async fn merges_the_backend_copy(h: Harness) {
     assert_eq!(h.collect("77").await, reqwest::StatusCode::NO_CONTENT);
     // Held for 30 s: it cannot have arrived yet.
     assert!(h.arrived("order-77").await.is_empty(), "held, not sent");
