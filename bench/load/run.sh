@@ -23,6 +23,8 @@
 # BACKLOG_EVENTS=2000000 BACKLOG_MAX_S=420 DRAIN_MAX_S=600
 # BATCH_SIZE=1000 LINGER_MS=100 CONCURRENCY=4 SYNCHRONOUS=full
 # SKIP_BUILD=1 (use the binaries already built) KEEP=1 (keep the temp dir)
+# SLUICE_BIN=path (the gateway binary to test; default the one just built)
+# TMPDIR=/dev/shm (puts the queue on tmpfs: a diagnostic, not durable)
 # OUT=dir (results; default bench/load/out/<timestamp>)
 #
 # Results: $OUT/*.jsonl (one JSON line per load run), $OUT/samples-*.tsv
@@ -97,6 +99,8 @@ for b in sluice sluice-loadgen bare-parse; do
     [[ -x "$BIN/$b" ]] || { echo "missing $BIN/$b" >&2; exit 1; }
 done
 LOADGEN="$BIN/sluice-loadgen"
+# The gateway under test (another build can be compared with SLUICE_BIN=...).
+SLUICE_BIN=${SLUICE_BIN:-$BIN/sluice}
 
 # --- helpers ----------------------------------------------------------------
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -171,7 +175,7 @@ SLUICE_LOG=warn \
     SLUICE_DELIVERY__CONCURRENCY_PER_PIXEL=$CONCURRENCY \
     SLUICE_DELIVERY__BACKOFF_MAX_MS=5000 \
     SLUICE_STORE__SYNCHRONOUS=$SYNCHRONOUS \
-    "$BIN/sluice" serve --listen "127.0.0.1:$SLUICE_PORT" --data-dir "$TMP/data" \
+    "$SLUICE_BIN" serve --listen "127.0.0.1:$SLUICE_PORT" --data-dir "$TMP/data" \
     --graph-url "http://127.0.0.1:$EMU_PORT" >"$TMP/serve.log" 2>&1 &
 SLUICE_PID=$!
 PIDS+=("$SLUICE_PID")
@@ -192,7 +196,7 @@ BARE_URL="http://127.0.0.1:$BARE_PORT/v1/events"
     echo
     echo "commit $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet 2>/dev/null || echo ' (dirty tree)'),"
     echo "$(nproc) CPUs, load average at start: $(cut -d' ' -f1-3 /proc/loadavg)."
-    echo "sluice: zero-config, --graph-url emulator, store.synchronous=$SYNCHRONOUS,"
+    echo "sluice: $SLUICE_BIN, zero-config, --graph-url emulator, store.synchronous=$SYNCHRONOUS, data dir under $(dirname "$TMP"),"
     echo "delivery batch_size=$BATCH_SIZE linger_ms=$LINGER_MS concurrency_per_pixel=$CONCURRENCY backoff_max_ms=5000."
     echo "Generator: sluice-loadgen, $GEN_THREADS threads, bodies ~1.5 KB (raw PII website Purchase, unique event_id)."
     echo
@@ -292,9 +296,13 @@ if has_phase e2e; then
     d0=$(emu_events)
     m0=$(metric sluice_delivered_events_total)
     start_sampler "$OUT/samples-e2e.tsv" 1
+    sc0=$(cpu_ticks "$SLUICE_PID")
+    ec0=$(cpu_ticks "$EMU_PID")
     t0=$(date +%s.%N)
     s=$(load "e2e-batch$E2E_BATCH" "$SLUICE_URL" -c "$E2E_CONNS" -d "$E2E_DURATION" --warmup 0 --batch "$E2E_BATCH" --timeout 30)
     t1=$(date +%s.%N)
+    scpu=$(echo "scale=2; ($(cpu_ticks "$SLUICE_PID") - $sc0) / 100 / ($t1 - $t0)" | bc)
+    ecpu=$(echo "scale=2; ($(cpu_ticks "$EMU_PID") - $ec0) / 100 / ($t1 - $t0)" | bc)
     d1=$(emu_events)
     m1=$(metric sluice_delivered_events_total)
     depth=$(queue_depth)
@@ -314,7 +322,8 @@ if has_phase e2e; then
         echo "|---|---|---|---|---|---|---|---|---|---|"
         echo "| $(j .eps_accepted "$s") | $(j .eps_min_1s "$s") | $(j .eps_max_1s "$s") | $(j .p50_ms "$s") | $(j .p99_ms "$s") | $deliv_rate | $depth | $drained | $total_rate | $((rss_max / 1024)) MiB |"
         echo
-        echo "sluice_delivered_events_total grew by $((m1 - m0)) during the load; the emulator counted $((d1 - d0)). Target: >= 50k events/s sustained for 60 s."
+        echo "sluice_delivered_events_total grew by $((m1 - m0)) during the load; the emulator counted $((d1 - d0))."
+        echo "CPU during the load: sluice $scpu cores, emulator $ecpu cores, generator $(j .client_cpu_cores "$s") cores. Target: >= 50k events/s sustained for 60 s."
         echo
     } >>"$OUT/summary.md"
     log "e2e: accepted $(j .eps_accepted "$s") ev/s, delivered $deliv_rate ev/s during load, RSS max $rss_max kB"
@@ -334,12 +343,14 @@ if has_phase backlog; then
     d0=$(emu_events)
     curl -sf -X DELETE "http://127.0.0.1:$EMU_PORT/_emulator/faults" >/dev/null
     t0=$(date +%s.%N)
+    sc0=$(cpu_ticks "$SLUICE_PID")
+    ec0=$(cpu_ticks "$EMU_PID")
     start_sampler "$OUT/samples-backlog-drain.tsv" 2
     first_delivery=""
     drained=no
     for ((i = 0; i < DRAIN_MAX_S; i++)); do
         if [[ -z "$first_delivery" && "$(emu_events)" -gt "$d0" ]]; then
-            first_delivery=$(echo "$(date +%s.%N) - $t0" | bc)
+            first_delivery=$(printf '%.1f' "$(echo "$(date +%s.%N) - $t0" | bc)")
         fi
         if [[ "$(queue_depth)" == 0 ]]; then
             drained=yes
@@ -349,6 +360,8 @@ if has_phase backlog; then
     done
     t1=$(date +%s.%N)
     stop_sampler
+    scpu=$(echo "scale=2; ($(cpu_ticks "$SLUICE_PID") - $sc0) / 100 / ($t1 - $t0)" | bc)
+    ecpu=$(echo "scale=2; ($(cpu_ticks "$EMU_PID") - $ec0) / 100 / ($t1 - $t0)" | bc)
     d1=$(emu_events)
     left=$(queue_depth)
     elapsed=$(echo "$t1 - $t0" | bc)
@@ -372,6 +385,7 @@ if has_phase backlog; then
         echo "|---|---|---|---|---|---|---|---|---|---|"
         echo "| $(j .events_accepted "$s") | $(j .eps_accepted "$s") | $depth | ${first_delivery} s | $((d1 - d0)) | $drain_rate | $drained (${elapsed%.*} s) | $left | $rss_stats | $((fill_hwm / 1024)) MiB |"
         echo
+        echo "CPU while draining: sluice $scpu cores, emulator $ecpu cores (mean over the drain, breaker wait included)."
         echo "Target: a backlog of 10 M events drains with flat memory. Samples: samples-backlog-*.tsv."
         echo
     } >>"$OUT/summary.md"
