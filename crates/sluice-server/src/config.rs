@@ -554,6 +554,21 @@ impl Config {
                 ));
             }
         }
+        if let Some(url) = &self.store.url {
+            if self.store.pool_size == 0 {
+                return invalid("store.pool_size must be at least 1".into());
+            }
+            // `prefer` (the default) would fall back to plain text when the
+            // server, or someone in between, offers no TLS.
+            if self.store.tls_root_cert.is_some()
+                && url_param(url.expose(), "sslmode") != Some("require")
+            {
+                return invalid(
+                    "store.tls_root_cert needs sslmode=require in store.url (otherwise a server that offers no TLS is accepted in plain text)"
+                        .into(),
+                );
+            }
+        }
         if self.store.dedup_window_hours == 0 {
             return invalid("store.dedup_window_hours must be at least 1".into());
         }
@@ -641,6 +656,15 @@ fn read_secret(path: &Path) -> Result<Secret, ConfigError> {
             path: path.to_owned(),
             source,
         })
+}
+
+/// The value of query parameter `key` in a URL (`…?sslmode=require&…`).
+fn url_param<'a>(url: &'a str, key: &str) -> Option<&'a str> {
+    let (_, query) = url.split_once('?')?;
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find_map(|(k, v)| (k == key).then_some(v))
 }
 
 /// `SLUICE_DELIVERY__BATCH_SIZE` → `["delivery", "batch_size"]`; `None` for
