@@ -96,9 +96,16 @@ pub async fn ingest(
         let prepared = match pipeline::check(Value::Object(item.event), ctx, &item.path) {
             Err(rejection) => Err(rejection),
             Ok(mut checked) => {
-                // The region is read from the raw event before hashing; the
-                // edge's headers win when they are set.
-                let region = request.region.clone().or(pipeline::raw_region(&checked));
+                // The region is read from the raw event before hashing. For the
+                // browser the edge's headers locate the visitor and win; for a
+                // backend or Graph sender they locate the shop's server, so the
+                // event's own country/state win there.
+                let raw = pipeline::raw_region(&checked);
+                let region = if ctx.source == crate::pipeline::Source::Browser {
+                    request.region.clone().or(raw)
+                } else {
+                    raw.or(request.region.clone())
+                };
                 pipeline::hash(&mut checked, &state.normalize, &item.path);
                 let signals = state.consent.signals(&item.consent, request);
                 let result = state

@@ -576,6 +576,9 @@ fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connection, Store
         .map_err(sql_error)?;
     conn.pragma_update(None, "temp_store", "MEMORY")
         .map_err(sql_error)?;
+    // `forget` must not leave a person's hashes in free pages of the file.
+    conn.pragma_update(None, "secure_delete", "ON")
+        .map_err(sql_error)?;
     // The writer touches random pages of the user-key and ledger indexes on
     // every enqueue; SQLite's default 2 MiB page cache makes each of those a
     // read from the OS. Negative = KiB.
