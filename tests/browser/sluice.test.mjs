@@ -491,9 +491,11 @@ test('userData is sent raw in the body only: never in cookies or storage, never 
   }, [a, b]);
   await waitForEvents(target, (ev) => arrivedFor(a)(ev) && arrivedFor(b)(ev), 'userData events');
   const leaks = await p.page.evaluate(() => JSON.stringify([document.cookie, { ...localStorage }, { ...sessionStorage }, window.__fbqCalls]));
-  assert.doesNotMatch(leaks, /secret|555|user-9/i);
+  // Not a bare /555/: a real gateway's minted _fbp (random digits) may contain it.
+  const PERSONAL = /secret|\(555\)|5550109999|user-9/i;
+  assert.doesNotMatch(leaks, PERSONAL);
   const cookies = JSON.stringify(await p.ctx.cookies());
-  assert.doesNotMatch(cookies, /secret|555|user-9/i);
+  assert.doesNotMatch(cookies, PERSONAL);
   if (target.fake) {
     assert.deepEqual(fakeBody(a).json.user_data, { em: 'jane.secret@example.com', ph: '+1 (555) 010-9999', fn: 'Janesecret' });
     assert.deepEqual(fakeBody(b).json.user_data, { external_id: 'user-9' });
