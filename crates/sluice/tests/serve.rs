@@ -39,9 +39,11 @@ async fn zero_config_serve_delivers_a_curl_event_to_the_sandbox() {
     let server = Server::start(&data, &[], &[("SLUICE_LOG", "debug")]).await;
     // The banner is printed right after the listener is up, so it can trail
     // the readiness answer by a moment: wait for it rather than race it.
-    wait_for("the start-up banner naming the sandbox", DEADLINE, || async {
-        server.log_text().contains("built-in sandbox").then_some(())
-    })
+    wait_for(
+        "the start-up banner naming the sandbox",
+        DEADLINE,
+        || async { server.log_text().contains("built-in sandbox").then_some(()) },
+    )
     .await;
     let log_path = server.log.clone();
     let http = client();
