@@ -51,7 +51,15 @@ use crate::{
 };
 
 /// Page cache of the writer connection, in KiB.
-const WRITER_CACHE_KIB: i64 = 64 * 1024;
+///
+/// It fills up under load and is kept, so it sets most of the process's
+/// memory: with 64 MiB, `sluice serve` peaked at 116–141 MiB and idled at
+/// 100 MiB after a load test; with 8 MiB at 57–63 MiB and ~40 MiB, with no
+/// measurable change in ingest or delivery rate (bench/RESULTS.md, gateway
+/// section). A page the writer misses is read from the OS page cache, not the
+/// disk, and at a 48 h ledger of millions of keys no cache of either size
+/// holds the random index pages anyway.
+const WRITER_CACHE_KIB: i64 = 8 * 1024;
 
 /// Default for [`SqliteOptions::group_commit_max_rows`].
 pub const DEFAULT_GROUP_COMMIT_MAX_ROWS: usize = 5_000;
