@@ -114,6 +114,7 @@ wait_http() { # url seconds
     return 1
 }
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+anon_kb() { awk '/^RssAnon/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
 emu_events() { curl -sf "http://127.0.0.1:$EMU_PORT/_emulator/stats" | jq -r '.events'; }
@@ -123,15 +124,16 @@ metric() { # name -> value (summed over label sets)
 }
 queue_depth() { metric sluice_queue_depth; }
 
-# Samples "t rss_kb queue_depth emulator_events" every $2 s into $1 until killed.
+# Samples "t rss_kb queue_depth emulator_events rss_anon_kb" every $2 s into $1 until killed.
 sampler() {
     local file=$1 every=$2
-    echo -e "t_s\trss_kb\tqueue_depth\tdelivered" >"$file"
+    echo -e "t_s\trss_kb\tqueue_depth\tdelivered\trss_anon_kb" >"$file"
     local t0
     t0=$(date +%s.%N)
     while kill -0 "$SLUICE_PID" 2>/dev/null; do
-        printf '%.1f\t%s\t%s\t%s\n' "$(echo "$(date +%s.%N) - $t0" | bc)" \
-            "$(rss_kb "$SLUICE_PID")" "$(queue_depth || echo -1)" "$(emu_events || echo -1)" >>"$file"
+        printf '%.1f\t%s\t%s\t%s\t%s\n' "$(echo "$(date +%s.%N) - $t0" | bc)" \
+            "$(rss_kb "$SLUICE_PID")" "$(queue_depth || echo -1)" "$(emu_events || echo -1)" \
+            "$(anon_kb "$SLUICE_PID")" >>"$file"
         sleep "$every"
     done
 }
@@ -372,7 +374,8 @@ if has_phase backlog; then
         drain_rate=0
     fi
     f=$OUT/samples-backlog-drain.tsv
-    rss_stats=$(awk 'NR > 1 {n++; r[n] = $2} END {
+    # RSS from the first delivery on (the breaker wait before it is idle time).
+    rss_stats=$(awk 'NR == 2 {d0 = $4} NR > 1 && $4 > d0 {n++; r[n] = $2} END {
         if (n == 0) {print "n/a"; exit}
         min = r[1]; max = r[1]; for (i = 1; i <= n; i++) {if (r[i] < min) min = r[i]; if (r[i] > max) max = r[i]}
         t = int(n / 3); if (t < 1) t = 1; a = 0; b = 0
@@ -381,7 +384,7 @@ if has_phase backlog; then
     {
         echo "## Backlog: built while the emulator answered 503, then drained"
         echo
-        echo "| events enqueued | enqueue events/s | queue depth at fault clear | first delivery after clear | delivered | drain events/s (from first delivery) | drained | left | RSS while draining (sampled 1/2 s) | VmHWM after fill |"
+        echo "| events enqueued | enqueue events/s | queue depth at fault clear | first delivery after clear | delivered | drain events/s (from first delivery) | drained | left | RSS while draining, from the first delivery (sampled 1/2 s) | VmHWM after fill |"
         echo "|---|---|---|---|---|---|---|---|---|---|"
         echo "| $(j .events_accepted "$s") | $(j .eps_accepted "$s") | $depth | ${first_delivery} s | $((d1 - d0)) | $drain_rate | $drained (${elapsed%.*} s) | $left | $rss_stats | $((fill_hwm / 1024)) MiB |"
         echo
