@@ -40,8 +40,8 @@ for dir in "$OUT"/[AB]-*; do
     s=$(med sluice-r)
     b=$(med bare-r)
     ratio=$(grep -o 'Median paired ratio sluice/bare: \*\*[.0-9]*' "$dir/summary.md" | grep -o '[.0-9]*$' || echo -)
-    p99=$(jq -r 'select(.label == "sluice-half-rate") | .p99_ms' "$runs")
+    p99=$(jq -r 'select(.label == "sluice-half-rate") | .p99_ms' "$runs" || true)
     e2e=$(jq -r 'select(.label | startswith("e2e")) | .eps_accepted' "$runs")
-    deliv=$(grep -A4 "^## End to end" "$dir/summary.md" | tail -1 | awk -F'|' '{print $7}' | tr -d ' ')
+    deliv=$(grep -A4 "^## End to end" "$dir/summary.md" | tail -1 | awk -F'|' '{print $7}' | tr -d ' ' || true)
     echo "| $(basename "$dir") | ${s:--} | ${b:--} | ${ratio:--} | ${p99:--} | ${e2e:--} | ${deliv:--} |"
 done | tee -a "$OUT/table.md"

@@ -19,7 +19,7 @@
 #            sampling queue depth, delivered events and RSS.
 #
 # Knobs (environment): ROUNDS=3 DURATION=15 WARMUP=3 CONNS=64 GEN_THREADS=2
-# RATE_DURATION=20 E2E_DURATION=60 E2E_BATCH=100 E2E_CONNS=8
+# RATE_DURATION=20 RATE_RPS= (fixed rate instead of half the best) E2E_DURATION=60 E2E_BATCH=100 E2E_CONNS=8
 # BACKLOG_EVENTS=2000000 BACKLOG_MAX_S=420 DRAIN_MAX_S=600
 # BATCH_SIZE=1000 LINGER_MS=100 CONCURRENCY=4 SYNCHRONOUS=full
 # SKIP_BUILD=1 (use the binaries already built) KEEP=1 (keep the temp dir)
@@ -250,12 +250,12 @@ fi
 
 # --- rate: p99 at half of the best closed-loop rate -------------------------
 if has_phase rate; then
-    if [[ "$BEST_SLUICE_RPS" == 0 ]]; then
+    if [[ "$BEST_SLUICE_RPS" == 0 && -z "${RATE_RPS:-}" ]]; then
         s=$(load "sluice-probe" "$SLUICE_URL" -c "$CONNS" -d "$DURATION" --warmup "$WARMUP")
         BEST_SLUICE_RPS=$(j .rps "$s")
         wait_drained 120 || true
     fi
-    HALF=$(echo "$BEST_SLUICE_RPS / 2" | bc)
+    HALF=${RATE_RPS:-$(echo "$BEST_SLUICE_RPS / 2" | bc)}
     log "rate: sluice at $HALF req/s (half of $BEST_SLUICE_RPS) for ${RATE_DURATION}s"
     start_sampler "$OUT/samples-rate.tsv" 1
     s=$(load "sluice-half-rate" "$SLUICE_URL" -c "$CONNS" -d "$RATE_DURATION" --warmup "$WARMUP" --rate "$HALF")
