@@ -257,6 +257,34 @@ impl CircuitBreaker {
         }
     }
 
+    /// The lane now sends with other credentials: the breaker, kept per
+    /// (pixel, token), starts over for the new token. Failure counts and
+    /// the doubling are forgotten; a lane paused for credentials lets one
+    /// probe go at once (results of sends made with the old token are stale
+    /// from now on). A pause for throttling or transient failures stays:
+    /// a new token does not lift the app's quota or bring a server back.
+    pub fn credentials_changed(&mut self) {
+        self.consecutive_failures = 0;
+        self.trips = 0;
+        let paused_for_credentials = matches!(
+            self.state,
+            BreakerState::Open {
+                cause: TripCause::Credentials,
+                ..
+            } | BreakerState::HalfOpen {
+                cause: TripCause::Credentials,
+                ..
+            }
+        );
+        if paused_for_credentials {
+            self.generation += 1;
+            self.state = BreakerState::HalfOpen {
+                probing: false,
+                cause: TripCause::Credentials,
+            };
+        }
+    }
+
     fn ticket(&self, probe: bool) -> Ticket {
         Ticket {
             generation: self.generation,

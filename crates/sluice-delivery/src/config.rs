@@ -23,7 +23,7 @@ use sluice_core::{MAX_EVENTS_PER_REQUEST, Secret};
 
 use crate::backoff::Backoff;
 use crate::breaker::BreakerConfig;
-use crate::client::ClientConfig;
+use crate::client::{ClientConfig, Credentials};
 use crate::error::ClientBuildError;
 use crate::retry::MetaRetryPolicy;
 
@@ -109,13 +109,20 @@ impl PixelConfig {
 /// finds due events for a pixel without a lane (at most about once per
 /// `poll_interval` per such pixel, plus once after a
 /// [`LaneWaker::wake`](crate::LaneWaker::wake) for it). A `Some` opens a
-/// lane that lives until the engine stops, so the resolver is not asked
-/// about that pixel again; a `None` leaves the events queued and the pixel
-/// reported as unconfigured, and the resolver is asked again later (a
-/// token may become known in the meantime).
+/// lane that lives until the engine stops; a `None` leaves the events
+/// queued and the pixel reported as unconfigured, and the resolver is asked
+/// again later (a token may become known in the meantime).
 ///
-/// It runs on the dispatcher task: keep it fast and non-blocking (a map
-/// look-up, not a network call). It is only asked about numeric pixel ids
+/// Once the lane is open, its workers ask again for the pixel's credentials
+/// before each batch, and every `poll_interval` while the lane is paused
+/// for refused credentials: a changed token (or app secret) is used from
+/// the next request on, and a lane paused for credentials probes with it
+/// at once. A `None` or an unusable answer then keeps the credentials the
+/// lane has; the endpoint and the test-event mode stay those the lane
+/// opened with.
+///
+/// It runs on the dispatcher and the lanes' workers: keep it fast and
+/// non-blocking (a map look-up, not a network call). It is only asked about numeric pixel ids
 /// (as Meta's are; anything else could change the path the token is sent
 /// to). The returned `pixel_id` must be the one asked for and the token
 /// must not be empty, or the pixel is treated as unconfigured; so is a
@@ -137,6 +144,15 @@ where
 }
 
 impl PixelConfig {
+    /// The credentials a lane sends with: the token, and the
+    /// `appsecret_proof` when an app secret is set.
+    pub(crate) fn credentials(&self) -> Credentials {
+        match &self.app_secret {
+            Some(app_secret) => Credentials::with_app_secret(self.access_token.clone(), app_secret),
+            None => Credentials::new(self.access_token.clone()),
+        }
+    }
+
     /// Why a resolver's answer for `pixel_id` cannot be used, if it cannot.
     /// The reason never contains a secret.
     pub(crate) fn refusal_for(&self, pixel_id: &str) -> Option<&'static str> {

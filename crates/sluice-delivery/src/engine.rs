@@ -22,7 +22,10 @@
 //! opens a lane for it exactly as for a configured pixel (its own client
 //! endpoint, credentials, breaker and status entry) and starts its workers
 //! beside the others, so shutdown drains them the same way. Such a lane
-//! lives until the engine stops. Waking an unknown pixel through
+//! lives until the engine stops, and its workers ask the resolver again for
+//! the pixel's credentials before each batch and while the lane is paused
+//! for refused credentials, so a token that becomes known (or changes)
+//! later is used. Waking an unknown pixel through
 //! [`LaneWaker::wake`] nudges the dispatcher, so the first event of a new
 //! pixel goes out at once rather than at the next tick.
 //!
@@ -54,7 +57,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::breaker::{BreakerConfig, CircuitBreaker};
-use crate::client::{Credentials, GraphClient};
+use crate::client::GraphClient;
 use crate::config::{EngineConfig, EngineError, PixelConfig, PixelResolver, is_dynamic_pixel_id};
 use crate::error::ClientBuildError;
 use crate::lane::{self, Context, Lane};
@@ -183,27 +186,25 @@ impl Discovery {
     }
 }
 
-/// Builds a lane the same way for a configured pixel and a resolved one.
+/// Builds a lane the same way for a configured pixel and a resolved one
+/// (given the resolver it came from, to refresh its credentials).
 fn build_lane(
     base_client: &GraphClient,
     pixel: &PixelConfig,
     breaker: BreakerConfig,
-    dynamic: bool,
+    resolver: Option<Arc<dyn PixelResolver>>,
 ) -> Result<Arc<Lane>, ClientBuildError> {
     let client = base_client.with_endpoint(pixel.base_url.as_deref(), pixel.version.as_deref())?;
-    let credentials = match &pixel.app_secret {
-        Some(app_secret) => Credentials::with_app_secret(pixel.access_token.clone(), app_secret),
-        None => Credentials::new(pixel.access_token.clone()),
-    };
     let shared = Arc::new(LaneShared::new(
         &pixel.pixel_id,
-        dynamic,
+        resolver.is_some(),
         CircuitBreaker::new(breaker),
     ));
     Ok(Arc::new(Lane {
         shared,
         client,
-        credentials,
+        credentials: Mutex::new(pixel.credentials()),
+        resolver,
         test_events: pixel.test_events.clone(),
     }))
 }
@@ -230,7 +231,7 @@ impl DeliveryEngine {
         let lanes = config
             .pixels
             .iter()
-            .map(|pixel| build_lane(&base_client, pixel, config.breaker, false))
+            .map(|pixel| build_lane(&base_client, pixel, config.breaker, None))
             .collect::<Result<Vec<_>, _>>()?;
         let status = DeliveryStatus::new(lanes.iter().map(|l| l.shared.clone()).collect());
         let resolving = config.pixel_resolver.is_some() && config.max_dynamic_lanes > 0;
@@ -575,7 +576,12 @@ impl Resolver {
             return Err(NoLane::Unusable(reason.to_owned()));
         }
         // The error names the URL or version at fault, never the token.
-        build_lane(&self.base_client, &config, self.breaker, true)
-            .map_err(|error| NoLane::Unusable(error.to_string()))
+        build_lane(
+            &self.base_client,
+            &config,
+            self.breaker,
+            Some(self.resolver.clone()),
+        )
+        .map_err(|error| NoLane::Unusable(error.to_string()))
     }
 }

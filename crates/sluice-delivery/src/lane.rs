@@ -17,7 +17,8 @@
 //! events but never loses or double-settles them. Nothing here logs a
 //! token or a payload; logs carry the pixel id, counts and error codes.
 
-use std::sync::Arc;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::rngs::StdRng;
@@ -30,9 +31,9 @@ use tokio::time::{Instant, sleep, sleep_until};
 
 use crate::age;
 use crate::backoff::Backoff;
-use crate::breaker::{Admission, Ticket};
+use crate::breaker::{Admission, BreakerState, Ticket, TripCause};
 use crate::client::{BatchOptions, Credentials, GraphClient};
-use crate::config::TestEventMode;
+use crate::config::{PixelResolver, TestEventMode};
 use crate::error::DeliveryError;
 use crate::metrics;
 use crate::retry::{MetaRetryPolicy, RetryPolicy, Verdict};
@@ -60,8 +61,57 @@ pub(crate) struct Context {
 pub(crate) struct Lane {
     pub shared: Arc<LaneShared>,
     pub client: GraphClient,
-    pub credentials: Credentials,
+    /// Fixed for a configured pixel; refreshed from `resolver` for one
+    /// opened at run time.
+    pub credentials: Mutex<Credentials>,
+    /// The resolver a dynamic lane came from; `None` for configured pixels.
+    pub resolver: Option<Arc<dyn PixelResolver>>,
     pub test_events: TestEventMode,
+}
+
+impl Lane {
+    /// The credentials to send with now.
+    fn credentials(&self) -> Credentials {
+        lock(&self.credentials).clone()
+    }
+
+    /// For a lane opened through the resolver: asks it again for the
+    /// pixel's credentials and adopts them if they changed; `true` then.
+    /// An unknown pixel, an unusable answer or a panic keeps the current
+    /// ones.
+    fn refresh_credentials(&self) -> bool {
+        let Some(resolver) = &self.resolver else {
+            return false;
+        };
+        let pixel = &*self.shared.pixel_id;
+        let Ok(Some(config)) = catch_unwind(AssertUnwindSafe(|| resolver.resolve(pixel))) else {
+            return false;
+        };
+        if config.refusal_for(pixel).is_some() {
+            return false;
+        }
+        let fresh = config.credentials();
+        let mut current = lock(&self.credentials);
+        if *current == fresh {
+            return false;
+        }
+        *current = fresh;
+        true
+    }
+
+    /// Picks up new credentials from the resolver, if any; a breaker
+    /// paused for the old ones lets a probe go at once.
+    fn adopt_new_credentials(&self) {
+        if !self.refresh_credentials() {
+            return;
+        }
+        lock(&self.shared.breaker).credentials_changed();
+        self.shared.breaker_changed.notify_waiters();
+        tracing::info!(
+            pixel = &*self.shared.pixel_id,
+            "the pixel resolver supplied other credentials; the lane sends with them from now on"
+        );
+    }
 }
 
 /// Resolves when shutdown is signalled (or its sender is gone).
@@ -98,12 +148,27 @@ pub(crate) async fn run_worker(
         if *stop.borrow() {
             break;
         }
-        let admission = lock(&lane.shared.breaker).admit(Instant::now());
+        lane.adopt_new_credentials();
+        let (admission, state) = {
+            let mut breaker = lock(&lane.shared.breaker);
+            (breaker.admit(Instant::now()), breaker.state())
+        };
         let ticket = match admission {
             Admission::Send(ticket) => ticket,
             Admission::Wait(Some(until)) => {
+                // A dynamic lane paused for its credentials looks for new
+                // ones every poll interval rather than at the end of the
+                // (long) credentials cooldown.
+                let until = match state {
+                    BreakerState::Open {
+                        cause: TripCause::Credentials,
+                        ..
+                    } if lane.resolver.is_some() => until.min(Instant::now() + ctx.poll_interval),
+                    _ => until,
+                };
                 tokio::select! {
                     () = sleep_until(until) => {}
+                    () = lane.shared.breaker_changed.notified() => {}
                     () = stopped(&mut stop) => break,
                 }
                 continue;
@@ -289,10 +354,11 @@ async fn send(
     options: &BatchOptions,
 ) -> Result<EventResponse, DeliveryError> {
     let raw = raw_events(events);
+    let credentials = lane.credentials();
     let started = Instant::now();
     let result = lane
         .client
-        .send_raw(&lane.shared.pixel_id, &lane.credentials, &raw, options)
+        .send_raw(&lane.shared.pixel_id, &credentials, &raw, options)
         .await;
     metrics::request(started.elapsed(), raw.len());
     result

@@ -507,10 +507,9 @@ async fn graceful_shutdown_then_restart_delivers_every_acknowledged_event() {
 /// pixel arrives without one (through `/v1/events`, or queued across a
 /// restart: presented tokens live in memory), its lane opens with the
 /// placeholder token; a destination that checks tokens answers 190 and the
-/// lane pauses, and a later request presenting the real token does not reach
-/// the lane, so its events stay queued for good.
+/// lane pauses. A later request presenting the real token must reach the
+/// lane (it asks the resolver again while paused) and deliver both events.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "known: a dynamic lane keeps the placeholder token it opened with (sluice-delivery has no way to update it)"]
 async fn zero_config_forwarding_uses_a_token_presented_after_the_lane_opened() {
     let pixel = "3000000006";
     let emulator = spawn_emulator(EmulatorConfig {

@@ -185,3 +185,46 @@ fn a_cancelled_probe_lets_the_next_caller_probe() {
     closed.cancel(t);
     assert_eq!(closed.state(), BreakerState::Closed);
 }
+
+#[test]
+fn new_credentials_lift_a_credentials_pause_at_once_and_start_over() {
+    let t0 = Instant::now();
+    let mut b = CircuitBreaker::new(config());
+    let old = send(&mut b, t0);
+    assert!(b.record(old, Verdict::FixCredentials, t0));
+    assert_eq!(b.admit(t0 + S), Admission::Wait(Some(t0 + 100 * S)));
+
+    b.credentials_changed();
+    // One probe now, well before the cooldown ends.
+    let probe = send(&mut b, t0 + S);
+    assert!(probe.is_probe());
+    assert_eq!(b.admit(t0 + S), Admission::Wait(None));
+    // A late answer to a send with the old token says nothing.
+    assert!(!b.record(old, Verdict::FixCredentials, t0 + S));
+    b.record(probe, Verdict::Delivered, t0 + S);
+    assert_eq!(b.state(), BreakerState::Closed);
+
+    // A refused new token pauses for the base cooldown, not a doubled one.
+    let t = send(&mut b, t0 + 2 * S);
+    b.record(t, Verdict::FixCredentials, t0 + 2 * S);
+    b.credentials_changed();
+    let t = send(&mut b, t0 + 3 * S);
+    b.record(t, Verdict::FixCredentials, t0 + 3 * S);
+    assert_eq!(
+        b.state(),
+        BreakerState::Open {
+            until: t0 + 103 * S,
+            cause: TripCause::Credentials
+        }
+    );
+}
+
+#[test]
+fn new_credentials_do_not_lift_a_throttling_or_transient_pause() {
+    let t0 = Instant::now();
+    let mut b = CircuitBreaker::new(config());
+    let t = send(&mut b, t0);
+    b.record(t, Verdict::RetryAfter(50 * S), t0);
+    b.credentials_changed();
+    assert_eq!(b.admit(t0 + S), Admission::Wait(Some(t0 + 50 * S)));
+}
