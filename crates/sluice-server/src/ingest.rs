@@ -1,8 +1,9 @@
 //! Runs the pipeline over the events of one request and commits the survivors.
 //!
 //! A request's events are prepared one by one (CPU only), then handed to the
-//! store in a single `enqueue`, which returns once they are durably committed;
-//! only then does the handler answer. Per-event outcomes come back in order.
+//! store with the request's consent-audit rows in a single
+//! `enqueue_with_audit`, which returns once both are durably committed; only
+//! then does the handler answer. Per-event outcomes come back in order.
 
 use crate::consent_stage::RequestSignals;
 use crate::metrics as m;
@@ -184,16 +185,21 @@ pub async fn ingest(
         }
     }
 
-    if !audits.is_empty() {
-        state
-            .store
-            .append_audit(audit_rows(audits)?, now_ms)
-            .await?;
-    }
+    // The request's consent decisions commit with its events (one store
+    // write, one wait), so no event is ever stored without its audit row.
+    let mut audit = audit_rows(audits)?;
     if let Some(window_ms) = merge_window_ms
         && ctx.source != Source::Browser
         && !to_store.is_empty()
     {
+        // A merge changes the held copy in a commit of its own: the
+        // decisions must be durable before that.
+        if !audit.is_empty() {
+            state
+                .store
+                .append_audit(std::mem::take(&mut audit), now_ms)
+                .await?;
+        }
         // Server-side copies of held browser events are merged, not queued.
         let mut kept = Vec::with_capacity(to_store.len());
         let mut kept_index = Vec::with_capacity(to_store.len());
@@ -217,7 +223,7 @@ pub async fn ingest(
         to_store = kept;
         stored_index = kept_index;
     }
-    if !to_store.is_empty() {
+    if !to_store.is_empty() || !audit.is_empty() {
         let labels: Vec<(String, &'static str)> = to_store
             .iter()
             .map(|e| {
@@ -227,7 +233,10 @@ pub async fn ingest(
                 )
             })
             .collect();
-        let results = state.store.enqueue(to_store, state.now_ms()).await?;
+        let results = state
+            .store
+            .enqueue_with_audit(to_store, audit, state.now_ms())
+            .await?;
         for ((outcome, (index, event_id, quality, warnings)), (pixel, name)) in
             results.into_iter().zip(stored_index).zip(labels)
         {

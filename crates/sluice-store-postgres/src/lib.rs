@@ -561,6 +561,30 @@ fn validate_events(events: &[NewEvent]) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Rejects audit rows PostgreSQL cannot store (text with NUL).
+fn validate_audit(rows: &[AuditRow]) -> Result<(), StoreError> {
+    for row in rows {
+        let texts = [
+            &row.pixel_id,
+            &row.event_name,
+            &row.source,
+            &row.outcome,
+            &row.rule_id,
+            &row.record_json,
+        ];
+        if texts
+            .into_iter()
+            .chain(&row.event_id)
+            .any(|t| t.contains('\0'))
+        {
+            return Err(StoreError::invalid(
+                "audit row text contains a NUL character, which PostgreSQL cannot store",
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn raw_ids<I: Copy>(ids: &[I], raw: impl Fn(I) -> i64) -> Vec<i64> {
     let mut seen = std::collections::HashSet::with_capacity(ids.len());
     ids.iter()
@@ -589,16 +613,20 @@ impl Store for PostgresStore {
         self.shared.options.dedup_window_ms
     }
 
-    async fn enqueue(
+    async fn enqueue_with_audit(
         &self,
         events: Vec<NewEvent>,
+        audit: Vec<AuditRow>,
         now_ms: i64,
     ) -> Result<Vec<EnqueueOutcome>, StoreError> {
         self.ensure_open()?;
-        if events.is_empty() {
+        if events.is_empty() && audit.is_empty() {
             return Ok(Vec::new());
         }
         validate_events(&events)?;
+        validate_audit(&audit)?;
+        // Through the group-commit writers: the audit rows ride the same
+        // statement as the events (see `writer`), so they commit together.
         let (reply, answer) = oneshot::channel();
         {
             let requests = self
@@ -610,7 +638,7 @@ impl Store for PostgresStore {
                 .ok_or(StoreError::Closed)?
                 .send(EnqueueRequest {
                     events,
-                    audit: Vec::new(),
+                    audit,
                     now_ms,
                     reply,
                 })
@@ -1090,52 +1118,6 @@ impl Store for PostgresStore {
             dead_letters: get(1)?,
             ledger: get(2)?,
         })
-    }
-
-    async fn append_audit(&self, rows: Vec<AuditRow>, now_ms: i64) -> Result<(), StoreError> {
-        self.ensure_open()?;
-        if rows.is_empty() {
-            return Ok(());
-        }
-        for row in &rows {
-            let texts = [
-                &row.pixel_id,
-                &row.event_name,
-                &row.source,
-                &row.outcome,
-                &row.rule_id,
-                &row.record_json,
-            ];
-            if texts
-                .into_iter()
-                .chain(&row.event_id)
-                .any(|t| t.contains('\0'))
-            {
-                return Err(StoreError::invalid(
-                    "audit row text contains a NUL character, which PostgreSQL cannot store",
-                ));
-            }
-        }
-        // Through the group-commit writers: a request's decisions are
-        // written before it is acknowledged, so they must batch like events.
-        let (reply, answer) = oneshot::channel();
-        {
-            let requests = self
-                .requests
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            requests
-                .as_ref()
-                .ok_or(StoreError::Closed)?
-                .send(EnqueueRequest {
-                    events: Vec::new(),
-                    audit: rows,
-                    now_ms,
-                    reply,
-                })
-                .map_err(|_| StoreError::Closed)?;
-        }
-        answer.await.map_err(|_| StoreError::Closed)?.map(|_| ())
     }
 
     async fn audit_list(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {

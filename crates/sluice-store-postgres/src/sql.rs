@@ -58,7 +58,8 @@ const COUNTERS_FROM_DELTA: &str = "
 /// - `$21-$22` every pixel of the round with its event count; `$23` the
 ///   counter shard.
 /// - `$24-$31`, one element per consent-audit row of the round's requests
-///   (`append_audit` rides the same group commit): time, pixel, name, id,
+///   (`enqueue_with_audit`'s audit rows ride the same statement as its
+///   events, so they commit together): time, pixel, name, id,
 ///   source, outcome, rule, record.
 /// - `$32-$33`, one element per key like `$1-$7`: the order id (NULL if no
 ///   copy carried one) and the first copy's `EventIdOrigin` code. A live

@@ -2,8 +2,8 @@
 //!
 //! # Group commit
 //!
-//! `enqueue` (and `append_audit`) never talks to the database itself: it
-//! sends its request to a channel and waits.
+//! `enqueue_with_audit` (and so `enqueue` and `append_audit`) never talks
+//! to the database itself: it sends its request to a channel and waits.
 //! [`PostgresOptions::writers`](crate::PostgresOptions::writers) writer
 //! tasks take turns draining that channel: one collects every request
 //! already waiting (up to `group_commit_max_rows` rows), then commits them
@@ -79,7 +79,8 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use crate::Shared;
 use crate::error::pg_error;
 
-/// One caller's `enqueue` or `append_audit` (which has no events).
+/// One caller's `enqueue_with_audit`: events, audit rows, or both. A
+/// request's rows are always in one round, hence one transaction.
 pub(crate) struct EnqueueRequest {
     pub(crate) events: Vec<NewEvent>,
     pub(crate) audit: Vec<AuditRow>,

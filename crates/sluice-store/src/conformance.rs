@@ -72,6 +72,9 @@ macro_rules! store_conformance_tests {
             purge_deletes_only_expired_ledger_entries,
             forget_deletes_every_event_carrying_a_user_key,
             audit_rows_are_kept_listed_filtered_and_purged,
+            enqueue_with_audit_commits_events_and_audit_rows_together,
+            enqueue_with_audit_fails_as_a_whole,
+            concurrent_enqueue_with_audit_never_stores_an_event_without_its_audit,
             concurrent_enqueuers_get_consistent_outcomes,
             check_writable_succeeds_on_a_fresh_store,
             writes_after_close_fail_with_closed,
@@ -1704,6 +1707,235 @@ pub async fn audit_rows_are_kept_listed_filtered_and_purged(
         vec![T0 + 2, T0 + 10_000]
     );
     assert_eq!(store.purge_audit(T0).await.unwrap(), 0);
+}
+
+/// The audit row of a decision about `event`, as the gateway writes it.
+fn audit_for(event: &NewEvent, outcome: &str) -> crate::AuditRow {
+    crate::AuditRow {
+        time_ms: T0,
+        pixel_id: event.pixel_id.clone(),
+        event_name: event.event_name.clone(),
+        event_id: Some(event.event_id.clone()),
+        source: event.source.as_str().to_owned(),
+        outcome: outcome.to_owned(),
+        rule_id: "rest-of-world".to_owned(),
+        record_json: format!(r#"{{"event_id":"{}"}}"#, event.event_id),
+    }
+}
+
+/// Every audit row of the store, oldest first (all pages).
+async fn all_audit_rows(store: &dyn Store) -> Vec<crate::AuditRow> {
+    let mut rows = Vec::new();
+    let mut after_id = None;
+    loop {
+        let page = store
+            .audit_list(&crate::AuditFilter {
+                after_id,
+                limit: Some(crate::MAX_DLQ_LIMIT),
+                ..crate::AuditFilter::default()
+            })
+            .await
+            .expect("audit_list");
+        let Some(last) = page.last() else {
+            return rows;
+        };
+        after_id = Some(last.id);
+        rows.extend(page.into_iter().map(|e| e.row));
+    }
+}
+
+/// `enqueue_with_audit` is `append_audit` and `enqueue` in one write: the
+/// outcomes are `enqueue`'s (duplicates included), the rows are appended
+/// whatever the outcomes, either list may be empty, and both empty is a
+/// no-op.
+pub async fn enqueue_with_audit_commits_events_and_audit_rows_together(
+    factory: impl AsyncFn() -> Arc<dyn Store>,
+) {
+    let store = factory().await;
+    let a = event("p1", "Purchase", "a", EventSource::Backend);
+    let b = event("p1", "Lead", "b", EventSource::Browser);
+    let dropped = event("p2", "Purchase", "dropped", EventSource::Backend);
+    let rows = vec![
+        audit_for(&a, "deliver"),
+        audit_for(&dropped, "drop"),
+        audit_for(&b, "deliver_ldu"),
+    ];
+    let outcomes = store
+        .enqueue_with_audit(vec![a.clone(), b.clone()], rows.clone(), T0)
+        .await
+        .expect("enqueue_with_audit");
+    assert_eq!(
+        outcomes.len(),
+        2,
+        "one outcome per event, none per audit row"
+    );
+    assert!(outcomes.iter().all(|o| o.queued_id().is_some()));
+    assert_eq!(
+        all_audit_rows(&*store).await,
+        rows,
+        "rows in order, every column"
+    );
+
+    // A later copy is a duplicate, and its decision is audited all the same.
+    let again = audit_for(&a, "deliver");
+    let outcomes = store
+        .enqueue_with_audit(vec![a.clone()], vec![again.clone()], T0 + 1)
+        .await
+        .unwrap();
+    assert!(matches!(
+        outcomes.as_slice(),
+        [EnqueueOutcome::Duplicate {
+            first_source: EventSource::Backend,
+            first_seen_ms: T0
+        }]
+    ));
+
+    // Audit rows only (every event of a request dropped), then nothing at all.
+    let only = audit_for(&event("p2", "Lead", "x", EventSource::Browser), "drop");
+    assert!(
+        store
+            .enqueue_with_audit(Vec::new(), vec![only.clone()], T0 + 2)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .enqueue_with_audit(Vec::new(), Vec::new(), T0 + 3)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let mut expected = rows;
+    expected.extend([again, only]);
+    assert_eq!(all_audit_rows(&*store).await, expected);
+
+    // Events only: as `enqueue`.
+    let c = event("p1", "Purchase", "c", EventSource::Backend);
+    let outcomes = store
+        .enqueue_with_audit(vec![c], Vec::new(), T0 + 4)
+        .await
+        .unwrap();
+    assert!(outcomes[0].queued_id().is_some());
+    assert_eq!(all_audit_rows(&*store).await.len(), expected.len());
+
+    let stats = store.stats(T0 + 4).await.unwrap();
+    assert_eq!((stats.queued, stats.duplicates_total), (3, 1));
+    let leased = store.lease("p1", 10, LONG_LEASE_MS, T0 + 4).await.unwrap();
+    assert_eq!(event_ids(&leased), ["a", "b", "c"]);
+}
+
+/// A call that fails stores nothing: neither its events nor its audit rows.
+pub async fn enqueue_with_audit_fails_as_a_whole(factory: impl AsyncFn() -> Arc<dyn Store>) {
+    let store = factory().await;
+    let good = event("p1", "Purchase", "good", EventSource::Backend);
+    let mut bad = event("p1", "Purchase", "bad", EventSource::Backend);
+    bad.pixel_id.clear();
+    let err = store
+        .enqueue_with_audit(
+            vec![good.clone(), bad.clone()],
+            vec![audit_for(&good, "deliver"), audit_for(&bad, "deliver")],
+            T0,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "store_invalid_input");
+    assert!(
+        all_audit_rows(&*store).await.is_empty(),
+        "no audit row kept"
+    );
+    let stats = store.stats(T0).await.unwrap();
+    assert_eq!(stats.queued, 0, "no event kept");
+    assert_eq!(
+        store
+            .dedup_lookup("p1", "Purchase", "good", T0)
+            .await
+            .unwrap(),
+        None,
+        "no ledger entry kept"
+    );
+
+    // After close, the write fails with `store_closed` and leaves nothing.
+    store.close().await.unwrap();
+    let err = store
+        .enqueue_with_audit(vec![good.clone()], vec![audit_for(&good, "deliver")], T0)
+        .await
+        .unwrap_err();
+    assert_eq!(err, StoreError::Closed);
+}
+
+/// Many concurrent callers (whose writes a backend may group into shared
+/// transactions): every call's events and rows are all there, and every
+/// queued or duplicate event has its audit row.
+pub async fn concurrent_enqueue_with_audit_never_stores_an_event_without_its_audit(
+    factory: impl AsyncFn() -> Arc<dyn Store>,
+) {
+    let store = factory().await;
+    let tasks: u32 = 8;
+    let calls: u32 = 15;
+    let mut handles = Vec::new();
+    for t in 0..tasks {
+        let store = Arc::clone(&store);
+        handles.push(tokio::spawn(async move {
+            let mut queued = Vec::new();
+            for c in 0..calls {
+                // Pairs of tasks send the same keys (duplicates across
+                // calls); every third call also audits a dropped event.
+                let events: Vec<NewEvent> = (0..3)
+                    .map(|i| {
+                        let id = format!("t{}-c{c}-e{i}", t / 2);
+                        event("p1", "Purchase", &id, EventSource::Backend)
+                    })
+                    .collect();
+                let mut rows: Vec<_> = events.iter().map(|e| audit_for(e, "deliver")).collect();
+                if c % 3 == 0 {
+                    let id = format!("t{t}-c{c}-dropped");
+                    rows.push(audit_for(
+                        &event("p1", "Purchase", &id, EventSource::Backend),
+                        "drop",
+                    ));
+                }
+                let outcomes = store
+                    .enqueue_with_audit(events.clone(), rows, T0)
+                    .await
+                    .expect("enqueue_with_audit");
+                assert_eq!(outcomes.len(), events.len());
+                for (e, o) in events.into_iter().zip(outcomes) {
+                    if o.queued_id().is_some() {
+                        queued.push(e.event_id);
+                    }
+                }
+            }
+            queued
+        }));
+    }
+    let mut queued = BTreeSet::new();
+    for handle in handles {
+        for id in handle.await.expect("task") {
+            assert!(queued.insert(id), "a key queued twice");
+        }
+    }
+    let distinct = (tasks / 2) * calls * 3;
+    assert_eq!(queued.len(), distinct as usize);
+
+    let rows = all_audit_rows(&*store).await;
+    let dropped_rows = tasks * calls.div_ceil(3);
+    assert_eq!(rows.len(), (tasks * calls * 3 + dropped_rows) as usize);
+    let mut audited: BTreeMap<String, u32> = BTreeMap::new();
+    for row in rows.iter().filter(|r| r.outcome == "deliver") {
+        *audited.entry(row.event_id.clone().unwrap()).or_default() += 1;
+    }
+    assert_eq!(audited.len(), distinct as usize);
+    assert!(
+        audited.values().all(|n| *n == 2),
+        "both copies of every key audited"
+    );
+    let leased = store.lease("p1", 10_000, LONG_LEASE_MS, T0).await.unwrap();
+    assert_eq!(leased.len(), distinct as usize);
+    assert!(
+        leased.iter().all(|e| audited.contains_key(&e.event_id)),
+        "no event without its audit row"
+    );
 }
 
 // ---------------------------------------------------------------------------

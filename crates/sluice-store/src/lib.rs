@@ -6,6 +6,9 @@
 //! - **Durability.** When [`Store::enqueue`] returns `Ok`, the events are
 //!   committed to stable storage (fsync'd): a `kill -9` or a power cut right
 //!   after loses none of them. The gateway answers 2xx only after that.
+//!   [`Store::enqueue_with_audit`] commits a request's consent-audit rows
+//!   in the same transaction as its events: one wait, and never an event
+//!   without its audit.
 //! - **At-least-once delivery.** [`Store::lease`] hands events to a worker
 //!   for `lease_ms`. A worker that dies simply lets its lease expire; the
 //!   events then become due again, also across restarts (leases are stored
@@ -84,9 +87,29 @@ pub trait Store: Send + Sync + 'static {
     /// and nothing is queued. Otherwise the event is queued, due at
     /// `max(now_ms, hold_until_ms)`, and the ledger entry is (re)started at
     /// `now_ms`. Fails as a whole (nothing committed) or succeeds as a whole.
+    ///
+    /// The same as [`Store::enqueue_with_audit`] without audit rows.
     async fn enqueue(
         &self,
         events: Vec<NewEvent>,
+        now_ms: i64,
+    ) -> Result<Vec<EnqueueOutcome>, StoreError> {
+        self.enqueue_with_audit(events, Vec::new(), now_ms).await
+    }
+
+    /// [`Store::append_audit`] and [`Store::enqueue`] as one write: the
+    /// consent-audit rows and the events commit in the same transaction
+    /// (one group-commit unit), or neither does. An `Ok` means both are
+    /// durable, so the gateway acknowledges a request after a single wait,
+    /// and no event is ever stored without the audit rows of its request.
+    ///
+    /// Either list may be empty (both empty is a no-op); the outcomes are
+    /// those of `events`, as from `enqueue`. Audit rows carry their own
+    /// `time_ms`; `now_ms` is the enqueue's.
+    async fn enqueue_with_audit(
+        &self,
+        events: Vec<NewEvent>,
+        audit: Vec<AuditRow>,
         now_ms: i64,
     ) -> Result<Vec<EnqueueOutcome>, StoreError>;
 
@@ -212,7 +235,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Appends consent-audit rows; committed durably before it returns (the
     /// gateway writes the decisions of a request before acknowledging it).
-    async fn append_audit(&self, rows: Vec<AuditRow>, now_ms: i64) -> Result<(), StoreError>;
+    /// The same as [`Store::enqueue_with_audit`] without events.
+    async fn append_audit(&self, rows: Vec<AuditRow>, now_ms: i64) -> Result<(), StoreError> {
+        self.enqueue_with_audit(Vec::new(), rows, now_ms)
+            .await
+            .map(|_| ())
+    }
 
     /// Audit rows matching `filter`, ascending by id.
     async fn audit_list(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError>;

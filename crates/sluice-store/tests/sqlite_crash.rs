@@ -7,7 +7,9 @@
 //! in the middle of its work, reopens the file and checks that every
 //! acknowledged event is there. The child may have committed more than it
 //! printed (killed between commit and print); it must never have printed
-//! more than it committed.
+//! more than it committed. The child writes each event's consent-audit row
+//! in the same `enqueue_with_audit`: after the kill, exactly the stored
+//! events have audit rows.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
@@ -17,7 +19,9 @@ use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
 use sluice_store::conformance::{T0, event};
-use sluice_store::{EventSource, SqliteOptions, SqliteStore, Store};
+use sluice_store::{
+    AuditFilter, AuditRow, EventSource, MAX_DLQ_LIMIT, NewEvent, SqliteOptions, SqliteStore, Store,
+};
 
 const CHILD_ENV: &str = "SLUICE_STORE_CRASH_CHILD_DB";
 const CHILD_TEST: &str = "crash_child_enqueues_until_killed";
@@ -48,7 +52,7 @@ fn crash_child_enqueues_until_killed() {
             let store = Arc::clone(&store);
             tasks.push(tokio::spawn(async move {
                 for batch in 0u64.. {
-                    let events = (0..EVENTS_PER_BATCH)
+                    let events: Vec<NewEvent> = (0..EVENTS_PER_BATCH)
                         .map(|i| {
                             event(
                                 "p1",
@@ -58,7 +62,12 @@ fn crash_child_enqueues_until_killed() {
                             )
                         })
                         .collect();
-                    let outcomes = store.enqueue(events, T0).await.expect("child enqueue");
+                    // One consent-audit row per event, in the same write.
+                    let audit: Vec<AuditRow> = events.iter().map(audit_row).collect();
+                    let outcomes = store
+                        .enqueue_with_audit(events, audit, T0)
+                        .await
+                        .expect("child enqueue");
                     let ids: Vec<String> = outcomes
                         .iter()
                         .map(|o| o.queued_id().expect("no duplicates here").to_string())
@@ -127,16 +136,56 @@ async fn kill_9_loses_no_acknowledged_event() {
     let stats = store.stats(T0).await.unwrap();
     assert!(stats.queued >= acked.len() as u64);
     let mut found = BTreeSet::new();
+    let mut found_event_ids = BTreeSet::new();
     loop {
         let batch = store.lease("p1", 5_000, 60_000, T0).await.unwrap();
         if batch.is_empty() {
             break;
         }
-        found.extend(batch.into_iter().map(|e| e.id.to_string()));
+        for e in batch {
+            found.insert(e.id.to_string());
+            found_event_ids.insert(e.event_id);
+        }
     }
     assert_eq!(found.len() as u64, stats.queued, "counters match the rows");
     let missing: Vec<_> = acked.difference(&found).collect();
     assert!(missing.is_empty(), "acknowledged but lost: {missing:?}");
+
+    // Events and their audit rows were committed together: exactly the
+    // stored events have audit rows, whatever the kill cut.
+    let mut audited = BTreeSet::new();
+    let mut after_id = None;
+    loop {
+        let page = store
+            .audit_list(&AuditFilter {
+                after_id,
+                limit: Some(MAX_DLQ_LIMIT),
+                ..AuditFilter::default()
+            })
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after_id = Some(last.id);
+        audited.extend(page.into_iter().filter_map(|e| e.row.event_id));
+    }
+    let unaudited: Vec<_> = found_event_ids.difference(&audited).collect();
+    assert!(unaudited.is_empty(), "stored without audit: {unaudited:?}");
+    let orphans: Vec<_> = audited.difference(&found_event_ids).collect();
+    assert!(orphans.is_empty(), "audit rows without event: {orphans:?}");
+}
+
+/// The consent-audit row the child writes with `event`.
+fn audit_row(event: &NewEvent) -> AuditRow {
+    AuditRow {
+        time_ms: T0,
+        pixel_id: event.pixel_id.clone(),
+        event_name: event.event_name.clone(),
+        event_id: Some(event.event_id.clone()),
+        source: event.source.as_str().to_owned(),
+        outcome: "deliver".to_owned(),
+        rule_id: "rest-of-world".to_owned(),
+        record_json: "{}".to_owned(),
+    }
 }
 
 /// The ids of a complete `acked ... end` line; `None` for anything else

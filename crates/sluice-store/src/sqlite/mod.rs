@@ -44,7 +44,7 @@ use tokio::sync::oneshot;
 use self::read::ReadPool;
 use self::writer::{Command, WriterConfig, WriterCounters};
 use crate::{
-    DEFAULT_DEDUP_WINDOW_MS, DeadLetter, DeadLetterId, DeadLetterReason, DedupReport,
+    AuditRow, DEFAULT_DEDUP_WINDOW_MS, DeadLetter, DeadLetterId, DeadLetterReason, DedupReport,
     DedupReportQuery, DlqFilter, EnqueueOutcome, EventRowId, EventSource, ForgetReport,
     LeasedEvent, LedgerEntry, MergeFn, MergeOutcome, MergeRequest, NewEvent, PurgeReport, Store,
     StoreError, StoreStats,
@@ -251,17 +251,19 @@ impl Store for SqliteStore {
         self.options.dedup_window_ms
     }
 
-    async fn enqueue(
+    async fn enqueue_with_audit(
         &self,
         events: Vec<NewEvent>,
+        audit: Vec<AuditRow>,
         now_ms: i64,
     ) -> Result<Vec<EnqueueOutcome>, StoreError> {
-        if events.is_empty() {
+        if events.is_empty() && audit.is_empty() {
             return Ok(Vec::new());
         }
         validate_events(&events)?;
         self.write(|reply| Command::Enqueue {
             events,
+            audit,
             now_ms,
             reply,
         })
@@ -470,18 +472,6 @@ impl Store for SqliteStore {
         }
         let user_keys = user_keys.to_vec();
         self.write(|reply| Command::Forget { user_keys, reply })
-            .await
-    }
-
-    async fn append_audit(
-        &self,
-        rows: Vec<crate::AuditRow>,
-        _now_ms: i64,
-    ) -> Result<(), StoreError> {
-        if rows.is_empty() {
-            return Ok(());
-        }
-        self.write(|reply| Command::AppendAudit { rows, reply })
             .await
     }
 

@@ -59,8 +59,11 @@ pub(crate) type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 /// One write request for the writer thread.
 pub(crate) enum Command {
+    /// `enqueue_with_audit` (and so `enqueue` and `append_audit`): the audit
+    /// rows and the events under one savepoint.
     Enqueue {
         events: Vec<NewEvent>,
+        audit: Vec<AuditRow>,
         now_ms: i64,
         reply: Reply<Vec<EnqueueOutcome>>,
     },
@@ -103,10 +106,6 @@ pub(crate) enum Command {
         cutoff_ms: i64,
         limit: usize,
         reply: Reply<u64>,
-    },
-    AppendAudit {
-        rows: Vec<AuditRow>,
-        reply: Reply<()>,
     },
     PurgeAuditBatch {
         before_ms: i64,
@@ -170,7 +169,7 @@ impl Command {
     /// How much this command counts toward `group_commit_max_rows`.
     fn weight(&self) -> usize {
         match self {
-            Command::Enqueue { events, .. } => events.len(),
+            Command::Enqueue { events, audit, .. } => events.len() + audit.len(),
             Command::Lease { max_events, .. } => *max_events,
             Command::Ack { ids, .. }
             | Command::Reschedule { ids, .. }
@@ -179,7 +178,6 @@ impl Command {
             Command::PurgeLedgerBatch { limit, .. } | Command::PurgeAuditBatch { limit, .. } => {
                 *limit
             }
-            Command::AppendAudit { rows, .. } => rows.len(),
             Command::Forget { user_keys, .. } => user_keys.len(),
             Command::MergeHeld { .. } | Command::Probe { .. } | Command::Shutdown { .. } => 1,
         }
@@ -191,9 +189,11 @@ impl Command {
         match self {
             Command::Enqueue {
                 events,
+                audit,
                 now_ms,
                 reply,
             } => run(conn, reply, |c| {
+                ops::append_audit(c, &audit)?;
                 ops::enqueue(c, events, now_ms, config.dedup_window_ms)
             }),
             Command::Lease {
@@ -242,9 +242,6 @@ impl Command {
             } => run(conn, reply, |c| {
                 ops::purge_ledger_batch(c, cutoff_ms, limit)
             }),
-            Command::AppendAudit { rows, reply } => {
-                run(conn, reply, |c| ops::append_audit(c, &rows))
-            }
             Command::PurgeAuditBatch {
                 before_ms,
                 limit,
@@ -276,7 +273,6 @@ impl Command {
             | Command::DlqDelete { reply, .. }
             | Command::PurgeLedgerBatch { reply, .. }
             | Command::PurgeAuditBatch { reply, .. } => drop(reply.send(Err(error))),
-            Command::AppendAudit { reply, .. } => drop(reply.send(Err(error))),
             Command::DeadLetter { reply, .. } => drop(reply.send(Err(error))),
             Command::Forget { reply, .. } => drop(reply.send(Err(error))),
             Command::MergeHeld { reply, .. } => drop(reply.send(Err(error))),
