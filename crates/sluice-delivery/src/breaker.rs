@@ -23,7 +23,11 @@
 //!   quota is per app/account, so the whole lane must wait, not one batch.
 //! - Transient failures trip after `failure_threshold` in a row.
 //! - Each trip without a success in between doubles the cooldown, up to
-//!   `max_cooldown`.
+//!   `max_cooldown`; a transient trip's cooldown is capped further by
+//!   `max_transient_cooldown`, so once the destination is back, a lane
+//!   resumes within that (a half-open probe goes out at its end) however
+//!   long the outage lasted. Credentials trips keep the long cooldowns:
+//!   only a person fixes those.
 //!
 //! Results of sends that started before the latest trip are stale and are
 //! ignored (see [`Ticket`]): with several sends in flight, a late success of
@@ -40,13 +44,20 @@ use crate::retry::Verdict;
 pub struct BreakerConfig {
     /// Consecutive transient failures (timeouts, 5xx, code 1/2) that trip it.
     pub failure_threshold: u32,
-    /// How long it stays open after the first transient trip.
+    /// How long it stays open after the first transient trip (doubling on
+    /// each further trip, up to `max_transient_cooldown`).
     pub cooldown: Duration,
     /// How long it stays open after the first credentials error.
     pub auth_cooldown: Duration,
     /// The longest cooldown, however often it trips.
     pub max_cooldown: Duration,
+    /// The longest cooldown after transient failures (timeouts, 5xx): the
+    /// most a lane waits to probe once the destination is back.
+    pub max_transient_cooldown: Duration,
 }
+
+/// Default of [`BreakerConfig::max_transient_cooldown`].
+pub const DEFAULT_MAX_TRANSIENT_COOLDOWN: Duration = Duration::from_secs(30);
 
 impl Default for BreakerConfig {
     fn default() -> Self {
@@ -55,6 +66,7 @@ impl Default for BreakerConfig {
             cooldown: Duration::from_secs(30),
             auth_cooldown: Duration::from_secs(5 * 60),
             max_cooldown: Duration::from_secs(60 * 60),
+            max_transient_cooldown: DEFAULT_MAX_TRANSIENT_COOLDOWN,
         }
     }
 }
@@ -238,7 +250,9 @@ impl CircuitBreaker {
                     BreakerState::Open { .. } => false,
                 };
                 if trip {
-                    let cooldown = self.cooldown(self.config.cooldown);
+                    let cooldown = self
+                        .cooldown(self.config.cooldown)
+                        .min(self.config.max_transient_cooldown);
                     self.trip(TripCause::Transient, now + cooldown);
                 }
                 trip

@@ -328,6 +328,9 @@ impl EngineConfig {
         if self.breaker.failure_threshold == 0 {
             return invalid("breaker.failure_threshold must be at least 1".into());
         }
+        if self.breaker.max_transient_cooldown.is_zero() {
+            return invalid("breaker.max_transient_cooldown must be above zero".into());
+        }
         let needed = self.linger + self.client.request_timeout * 2;
         if self.lease < needed {
             return invalid(format!(
@@ -372,7 +375,7 @@ mod tests {
 
     #[test]
     fn nonsense_is_refused() {
-        let cases: [fn(&mut EngineConfig); 11] = [
+        let cases: [fn(&mut EngineConfig); 12] = [
             |c| c.max_batch_size = 0,
             |c| c.max_batch_size = 1001,
             |c| c.concurrency_per_pixel = 0,
@@ -380,6 +383,7 @@ mod tests {
             |c| c.max_attempts = 0,
             |c| c.max_split_requests = 0,
             |c| c.breaker.failure_threshold = 0,
+            |c| c.breaker.max_transient_cooldown = Duration::ZERO,
             |c| c.lease = Duration::from_secs(1),
             |c| c.pixels.push(PixelConfig::new("1", Secret::new("u"))),
             |c| c.pixels.push(PixelConfig::new("", Secret::new("u"))),

@@ -203,6 +203,7 @@ impl Harness {
                 cooldown: Duration::from_millis(20),
                 auth_cooldown: Duration::from_secs(3600),
                 max_cooldown: Duration::from_secs(3600),
+                max_transient_cooldown: Duration::from_secs(3600),
             },
             rng_seed: Some(7),
             ..EngineConfig::default()

@@ -170,6 +170,10 @@ pub struct DeliveryConfig {
     pub backoff_max_ms: u64,
     /// Attempts before an event that keeps failing transiently is dead-lettered.
     pub max_attempts: u32,
+    /// The longest a lane pauses after repeated transient failures (timeouts,
+    /// 5xx) before it probes again, in ms: once the destination is back,
+    /// delivery resumes within this, however long the outage lasted.
+    pub breaker_max_transient_cooldown_ms: u64,
     /// `partner_agent` sent with every request.
     pub partner_agent: Option<String>,
 }
@@ -187,6 +191,7 @@ impl Default for DeliveryConfig {
             backoff_base_ms: 500,
             backoff_max_ms: 300_000,
             max_attempts: 20,
+            breaker_max_transient_cooldown_ms: 30_000,
             partner_agent: None,
         }
     }
@@ -528,6 +533,9 @@ impl Config {
             return invalid(
                 "delivery.backoff_base_ms must be > 0 and <= delivery.backoff_max_ms".into(),
             );
+        }
+        if self.delivery.breaker_max_transient_cooldown_ms == 0 {
+            return invalid("delivery.breaker_max_transient_cooldown_ms must be > 0".into());
         }
         if !matches!(self.store.synchronous.as_str(), "full" | "normal") {
             return invalid(format!(

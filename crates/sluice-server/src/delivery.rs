@@ -10,7 +10,8 @@ use crate::state::{PresentedTokens, Readiness};
 use serde_json::Value;
 use sluice_core::Secret;
 use sluice_delivery::{
-    Backoff, ClientConfig, DeliveryStatus, EngineConfig, EngineError, PixelConfig, TestEventMode,
+    Backoff, BreakerConfig, ClientConfig, DeliveryStatus, EngineConfig, EngineError, PixelConfig,
+    TestEventMode,
 };
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,6 +64,10 @@ pub fn engine_config(
         concurrency_per_pixel: d.concurrency_per_pixel,
         backoff,
         max_attempts: d.max_attempts,
+        breaker: BreakerConfig {
+            max_transient_cooldown: Duration::from_millis(d.breaker_max_transient_cooldown_ms),
+            ..BreakerConfig::default()
+        },
         ..EngineConfig::default()
     };
     engine.lease = Duration::from_millis(d.lease_ms)
@@ -99,5 +104,33 @@ impl Readiness for LaneReadiness {
 
     fn lanes(&self) -> Value {
         serde_json::to_value(self.0.lanes()).unwrap_or(Value::Null)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn engine(toml: &str) -> Result<EngineConfig, String> {
+        let config =
+            Config::from_toml_with_env(toml, None, Vec::new()).map_err(|e| e.to_string())?;
+        engine_config(&config, "http://127.0.0.1:1", Arc::default()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_transient_breaker_cooldown_is_capped_and_configurable() {
+        let default = engine("").unwrap();
+        assert_eq!(
+            default.breaker.max_transient_cooldown,
+            Duration::from_secs(30)
+        );
+        let tight = engine("[delivery]\nbreaker_max_transient_cooldown_ms = 5000\n").unwrap();
+        assert_eq!(tight.breaker.max_transient_cooldown, Duration::from_secs(5));
+        tight.validate().unwrap();
+        let err = engine("[delivery]\nbreaker_max_transient_cooldown_ms = 0\n").unwrap_err();
+        assert!(
+            err.contains("delivery.breaker_max_transient_cooldown_ms"),
+            "{err}"
+        );
     }
 }

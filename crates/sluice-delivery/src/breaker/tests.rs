@@ -12,6 +12,7 @@ fn config() -> BreakerConfig {
         cooldown: 10 * S,
         auth_cooldown: 100 * S,
         max_cooldown: 300 * S,
+        max_transient_cooldown: 300 * S,
     }
 }
 
@@ -227,4 +228,71 @@ fn new_credentials_do_not_lift_a_throttling_or_transient_pause() {
     b.record(t, Verdict::RetryAfter(50 * S), t0);
     b.credentials_changed();
     assert_eq!(b.admit(t0 + S), Admission::Wait(Some(t0 + 50 * S)));
+}
+
+/// Drives a breaker the way a lane worker does, on Tokio's clock: send
+/// when admitted (each request takes 10 ms and fails until `outage` has
+/// passed), sleep until the time the breaker names otherwise. Returns how
+/// long after the destination recovered the first request went out.
+async fn resume_delay_after(outage: Duration, config: BreakerConfig) -> Duration {
+    let start = Instant::now();
+    let recovered = start + outage;
+    let mut breaker = CircuitBreaker::new(config);
+    loop {
+        match breaker.admit(Instant::now()) {
+            Admission::Send(ticket) => {
+                let sent = Instant::now();
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                if sent >= recovered {
+                    breaker.record(ticket, Verdict::Delivered, Instant::now());
+                    return sent - recovered;
+                }
+                breaker.record(ticket, Verdict::RetryNow, Instant::now());
+            }
+            Admission::Wait(Some(until)) => tokio::time::sleep_until(until).await,
+            Admission::Wait(None) => unreachable!("one worker: no probe of another is out"),
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_an_outage_a_lane_probes_within_the_transient_cap() {
+    let defaults = BreakerConfig::default();
+    assert_eq!(defaults.max_transient_cooldown, 30 * S);
+    // The bench run that found it: a 95 s outage, cooldowns 30, 60, 120 s,
+    // and the first delivery came about two minutes after the recovery.
+    let uncapped = BreakerConfig {
+        max_transient_cooldown: defaults.max_cooldown,
+        ..defaults
+    };
+    assert!(resume_delay_after(95 * S, uncapped).await > 100 * S);
+    for outage in [95 * S, 10 * 60 * S, 3 * 3600 * S] {
+        let delay = resume_delay_after(outage, defaults).await;
+        assert!(
+            delay <= 30 * S,
+            "{outage:?} outage: resumed {delay:?} after"
+        );
+    }
+    // Configurable: a 5 s cap probes at least every 5 s.
+    let tight = BreakerConfig {
+        cooldown: S,
+        max_transient_cooldown: 5 * S,
+        ..defaults
+    };
+    for outage in [7 * S, 95 * S, 3600 * S] {
+        let delay = resume_delay_after(outage, tight).await;
+        assert!(delay <= 5 * S, "{outage:?} outage: resumed {delay:?} after");
+    }
+}
+
+#[test]
+fn the_transient_cap_does_not_shorten_credentials_pauses() {
+    let t0 = Instant::now();
+    let mut b = CircuitBreaker::new(BreakerConfig {
+        max_transient_cooldown: 5 * S,
+        ..config()
+    });
+    let t = send(&mut b, t0);
+    b.record(t, Verdict::FixCredentials, t0);
+    assert_eq!(b.admit(t0), Admission::Wait(Some(t0 + 100 * S)));
 }
