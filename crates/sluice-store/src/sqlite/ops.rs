@@ -28,9 +28,22 @@ pub(crate) const LEASE_SELECT_SQL: &str =
              ORDER BY due_ms, id
              LIMIT ?3";
 
-/// One dedup key: a primary-key lookup.
-pub(crate) const LEDGER_LOOKUP_SQL: &str = "SELECT first_seen_ms, first_source FROM dedup_ledger
-             WHERE pixel_id = ?1 AND event_name = ?2 AND event_id = ?3";
+/// Starts the ledger entry of a key not in the ledger; a key already there
+/// (live or expired) changes nothing, which `changes()` tells. One
+/// primary-key descent for the common case of a new key.
+pub(crate) const LEDGER_CLAIM_SQL: &str = "INSERT INTO dedup_ledger
+                 (pixel_id, event_name, event_id, first_seen_ms, last_seen_ms, first_source, sources,
+                  duplicates, merged, order_id, id_origin)
+             VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, 0, 0, ?7, ?8)
+             ON CONFLICT (pixel_id, event_name, event_id) DO NOTHING";
+
+/// Charges a copy to the key's entry if that entry is live (first seen after
+/// `?7`), returning the entry's first sighting; no row means it expired.
+pub(crate) const LEDGER_MARK_DUPLICATE_SQL: &str = "UPDATE dedup_ledger
+             SET sources = sources | ?4, duplicates = duplicates + 1,
+                 last_seen_ms = MAX(last_seen_ms, ?5), order_id = COALESCE(order_id, ?6)
+             WHERE pixel_id = ?1 AND event_name = ?2 AND event_id = ?3 AND first_seen_ms > ?7
+             RETURNING first_seen_ms, first_source";
 
 /// One bounded batch of expired ledger entries, found through `dedup_ledger_by_first_seen`.
 pub(crate) const PURGE_LEDGER_SQL: &str = "DELETE FROM dedup_ledger
@@ -106,30 +119,19 @@ pub(crate) fn enqueue(
     now_ms: i64,
     dedup_window_ms: i64,
 ) -> Result<Vec<EnqueueOutcome>, StoreError> {
-    let mut lookup = conn.prepare_cached(LEDGER_LOOKUP_SQL).map_err(sql_error)?;
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut claim = conn.prepare_cached(LEDGER_CLAIM_SQL).map_err(sql_error)?;
     let mut mark_duplicate = conn
+        .prepare_cached(LEDGER_MARK_DUPLICATE_SQL)
+        .map_err(sql_error)?;
+    let mut restart_entry = conn
         .prepare_cached(
             "UPDATE dedup_ledger
-             SET sources = sources | ?4, duplicates = duplicates + 1,
-                 last_seen_ms = MAX(last_seen_ms, ?5), order_id = COALESCE(order_id, ?6)
+             SET first_seen_ms = ?4, last_seen_ms = ?4, first_source = ?5, sources = ?6,
+                 duplicates = 0, merged = 0, order_id = ?7, id_origin = ?8
              WHERE pixel_id = ?1 AND event_name = ?2 AND event_id = ?3",
-        )
-        .map_err(sql_error)?;
-    let mut start_entry = conn
-        .prepare_cached(
-            "INSERT INTO dedup_ledger
-                 (pixel_id, event_name, event_id, first_seen_ms, last_seen_ms, first_source, sources,
-                  duplicates, merged, order_id, id_origin)
-             VALUES (?1, ?2, ?3, ?4, ?4, ?5, ?6, 0, 0, ?7, ?8)
-             ON CONFLICT (pixel_id, event_name, event_id) DO UPDATE SET
-                 first_seen_ms = excluded.first_seen_ms,
-                 last_seen_ms = excluded.last_seen_ms,
-                 first_source = excluded.first_source,
-                 sources = excluded.sources,
-                 duplicates = 0,
-                 merged = 0,
-                 order_id = excluded.order_id,
-                 id_origin = excluded.id_origin",
         )
         .map_err(sql_error)?;
     let mut insert = conn
@@ -149,45 +151,45 @@ pub(crate) fn enqueue(
     for event in events {
         let order_id = ledger_order_id(event.order_id.as_deref());
         if !event.event_id.is_empty() {
-            let seen: Option<(i64, EventSource)> = lookup
-                .query_row(
-                    params![event.pixel_id, event.event_name, event.event_id],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )
-                .optional()
-                .map_err(sql_error)?;
-            if let Some((first_seen_ms, first_source)) = seen
-                && first_seen_ms.saturating_add(dedup_window_ms) > now_ms
-            {
-                mark_duplicate
-                    .execute(params![
-                        event.pixel_id,
-                        event.event_name,
-                        event.event_id,
-                        event.source.bit(),
-                        now_ms,
-                        order_id
-                    ])
+            let entry = params![
+                event.pixel_id,
+                event.event_name,
+                event.event_id,
+                now_ms,
+                event.source,
+                event.source.bit(),
+                order_id,
+                event.event_id_origin.code()
+            ];
+            // A new key (the common case) is one insert. A key already in
+            // the ledger is either live (this copy is a duplicate) or
+            // expired (the entry restarts with this copy).
+            if claim.execute(entry).map_err(sql_error)? == 0 {
+                let live: Option<(i64, EventSource)> = mark_duplicate
+                    .query_row(
+                        params![
+                            event.pixel_id,
+                            event.event_name,
+                            event.event_id,
+                            event.source.bit(),
+                            now_ms,
+                            order_id,
+                            now_ms.saturating_sub(dedup_window_ms)
+                        ],
+                        |row| Ok((row.get(0)?, row.get(1)?)),
+                    )
+                    .optional()
                     .map_err(sql_error)?;
-                deltas.pixel(&event.pixel_id).duplicates += 1;
-                outcomes.push(EnqueueOutcome::Duplicate {
-                    first_source,
-                    first_seen_ms,
-                });
-                continue;
+                if let Some((first_seen_ms, first_source)) = live {
+                    deltas.pixel(&event.pixel_id).duplicates += 1;
+                    outcomes.push(EnqueueOutcome::Duplicate {
+                        first_source,
+                        first_seen_ms,
+                    });
+                    continue;
+                }
+                restart_entry.execute(entry).map_err(sql_error)?;
             }
-            start_entry
-                .execute(params![
-                    event.pixel_id,
-                    event.event_name,
-                    event.event_id,
-                    now_ms,
-                    event.source,
-                    event.source.bit(),
-                    order_id,
-                    event.event_id_origin.code()
-                ])
-                .map_err(sql_error)?;
         }
 
         // A hold that has already passed is no hold: keep the column NULL so

@@ -67,7 +67,7 @@ fn stats_and_due_pixels_never_scan_the_queue() {
 #[test]
 fn ledger_lookup_and_purge_use_indexes() {
     let (_dir, conn) = migrated();
-    let lines = assert_no_scan(&conn, ops::LEDGER_LOOKUP_SQL, "dedup_ledger");
+    let lines = assert_no_scan(&conn, ops::LEDGER_MARK_DUPLICATE_SQL, "dedup_ledger");
     assert!(
         lines.iter().any(|l| l.contains("PRIMARY KEY")),
         "{lines:#?}"
