@@ -535,9 +535,18 @@ pub fn check_event_value(
         }
         Err(err) => {
             let inner = err.inner().to_string();
-            let structural_already_reported = out.len() > before
-                && (inner.starts_with("missing field") || inner.starts_with("unknown field"))
-                && !err.path().to_string().contains('.');
+            // The event-level key checks above already reported a missing
+            // key (serde's path is then the event itself, ".") or an unknown
+            // one (its path is the key alone). Nested ones were not.
+            let error_path = err.path().to_string();
+            let at_event_level = if inner.starts_with("missing field") {
+                error_path == "."
+            } else if inner.starts_with("unknown field") {
+                !error_path.contains(['.', '['])
+            } else {
+                false
+            };
+            let structural_already_reported = out.len() > before && at_event_level;
             if !structural_already_reported {
                 let field_path = err.path().to_string();
                 let full = if field_path == "." || field_path.is_empty() {
@@ -941,6 +950,44 @@ mod tests {
             vec![
                 ("missing_field", "data[0].event_name"),
                 ("unknown_field", "data[0].advertiser_tracking_enabled")
+            ]
+        );
+    }
+
+    #[test]
+    fn a_missing_key_is_reported_once() {
+        for key in ["event_name", "event_time", "action_source", "user_data"] {
+            let mut v = good();
+            v.as_object_mut().unwrap().remove(key);
+            for ctx in [
+                ValidationContext::for_wire(NOW),
+                ValidationContext::for_ingest(NOW),
+            ] {
+                let mut out = Vec::new();
+                check_event_value(&v, &ctx, "data[0]", &mut out);
+                let got: Vec<(&str, &str)> =
+                    out.iter().map(|p| (p.code, p.path.as_str())).collect();
+                let expected = format!("data[0].{key}");
+                assert_eq!(got, [("missing_field", expected.as_str())], "{key}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_nested_problem_is_reported_beside_event_level_ones() {
+        let mut v = good();
+        v.as_object_mut().unwrap().remove("event_name");
+        v["user_data"]["zz"] = json!(1);
+        let mut out = Vec::new();
+        check_event_value(&v, &ValidationContext::for_wire(NOW), "$", &mut out);
+        let got: Vec<(&str, &str)> = out.iter().map(|p| (p.code, p.path.as_str())).collect();
+        // serde stops at the first problem it meets: the nested unknown key
+        // comes before it notices the missing event_name.
+        assert_eq!(
+            got,
+            [
+                ("missing_field", "$.event_name"),
+                ("unknown_field", "$.user_data.zz")
             ]
         );
     }

@@ -430,6 +430,23 @@ async fn bad_input_gets_stable_codes_and_nothing_else_is_lost() {
         "{body}"
     );
 
+    // A missing event_name is one problem, not two.
+    let mut nameless = raw_event("bad-in-nameless", None);
+    nameless.as_object_mut().unwrap().remove("event_name");
+    let batch = json!({"pixel_id": pixel, "data": [nameless]});
+    let (status, body) = gw.post_events(&batch, None).await;
+    assert_eq!(status, 422, "nothing accepted: {body}");
+    assert_eq!(statuses(&body), ["rejected"], "{body}");
+    assert_eq!(
+        problem_codes(&body["results"][0]),
+        ["missing_field"],
+        "{body}"
+    );
+    assert_eq!(
+        body["results"][0]["problems"][0]["path"],
+        "data[0].event_name"
+    );
+
     // The Graph-compatible endpoint answers bad input the way Graph does.
     let graph = gw.url(&format!("/v26.0/{pixel}/events?access_token=t"));
     let response = gw
