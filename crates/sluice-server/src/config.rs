@@ -426,6 +426,19 @@ impl Config {
         origin: Option<&str>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
+        Config::from_toml_with_overrides(text, origin, env, |_| {})
+    }
+
+    /// Like [`from_toml_with_env`](Self::from_toml_with_env), with
+    /// `overrides` (the command line's flags) applied last, before the
+    /// checks: they win over the file and the environment, and may supply
+    /// what both leave out (`store.url` for `store.backend = "postgres"`).
+    pub fn from_toml_with_overrides(
+        text: &str,
+        origin: Option<&str>,
+        env: impl IntoIterator<Item = (String, String)>,
+        overrides: impl FnOnce(&mut Config),
+    ) -> Result<Config, ConfigError> {
         let parse_err = |message: String| ConfigError::Parse {
             origin: origin.map(str::to_owned),
             message,
@@ -457,6 +470,7 @@ impl Config {
                 message: e.message().to_owned(),
             }
         })?;
+        overrides(&mut config);
         config.resolve_secret_files()?;
         config.check()?;
         Ok(config)
@@ -464,6 +478,16 @@ impl Config {
 
     /// Loads `path` (or nothing) plus the process environment.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        Config::load_with_overrides(path, |_| {})
+    }
+
+    /// Loads `path` (or nothing) plus the process environment, then applies
+    /// `overrides` (command-line flags) before the checks; see
+    /// [`from_toml_with_overrides`](Self::from_toml_with_overrides).
+    pub fn load_with_overrides(
+        path: Option<&Path>,
+        overrides: impl FnOnce(&mut Config),
+    ) -> Result<Config, ConfigError> {
         let text = match path {
             Some(p) => std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
                 path: p.to_owned(),
@@ -472,7 +496,7 @@ impl Config {
             None => String::new(),
         };
         let origin = path.map(|p| p.display().to_string());
-        Config::from_toml_with_env(&text, origin.as_deref(), std::env::vars())
+        Config::from_toml_with_overrides(&text, origin.as_deref(), std::env::vars(), overrides)
     }
 
     /// True when no pixel is configured: sluice runs against the sandbox.
@@ -915,6 +939,35 @@ pixels = ["1234567890"]
             err.contains("listn") && err.contains("SLUICE_SERVER__LISTN"),
             "{err}"
         );
+    }
+
+    /// Issue #7: `store.backend = "postgres"` in the file and the URL on
+    /// the command line (`sluice serve --store postgres://…`).
+    #[test]
+    fn command_line_overrides_apply_before_the_checks() {
+        let text = "[store]\nbackend = \"postgres\"\n";
+        let err = Config::from_toml_with_env(text, None, env(&[])).unwrap_err();
+        assert!(err.to_string().contains("store.url"), "{err}");
+        let c = Config::from_toml_with_overrides(text, None, env(&[]), |c| {
+            c.store.url = Some(Secret::new("postgres://sluice@db.internal/sluice"));
+        })
+        .unwrap();
+        assert!(c.uses_postgres());
+        // The flag wins over the environment.
+        let c = Config::from_toml_with_overrides(
+            text,
+            None,
+            env(&[("SLUICE_STORE__URL", "postgres://env@db/x")]),
+            |c| c.store.url = Some(Secret::new("postgres://flag@db/x")),
+        )
+        .unwrap();
+        assert_eq!(c.store.url.unwrap().expose(), "postgres://flag@db/x");
+        // And is checked like the file's value.
+        let err = Config::from_toml_with_overrides(text, None, env(&[]), |c| {
+            c.store.url = Some(Secret::new("mysql://db/x"));
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("postgres://"), "{err}");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The `[store]` keys for PostgreSQL and `delivery.lease_ms`, as the real
-//! binary reads them (`sluice check-config`, `sluice migrate`). No database
-//! is needed: nothing here connects.
+//! binary reads them (`sluice check-config`, `sluice migrate`, `sluice
+//! serve`). No database is needed: nothing here connects, except to a
+//! closed port to see a command get past the configuration checks.
 
 mod common;
 
@@ -84,4 +85,57 @@ fn migrate_needs_a_postgres_url() {
         "{}",
         stderr(&out)
     );
+}
+
+/// Issue #7: `[store] backend = "postgres"` in the file and the URL only on
+/// the command line. The flag is applied before the checks, so the command
+/// gets as far as connecting (to a closed port here) instead of refusing
+/// the configuration.
+#[test]
+fn store_url_on_the_command_line_completes_a_postgres_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sluice.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "data_dir = \"{}\"\n[store]\nbackend = \"postgres\"\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let config = path.to_str().unwrap();
+    let url = format!("postgres://sluice:{SECRET}@127.0.0.1:1/sluice");
+
+    let out = run(&["check-config", config], &[], None);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stderr(&out).contains("store.url"), "{}", stderr(&out));
+
+    for args in [
+        vec![
+            "serve",
+            "--config",
+            config,
+            "--listen",
+            "127.0.0.1:0",
+            "--store",
+            &url,
+        ],
+        vec!["migrate", "--config", config, "--store", &url],
+    ] {
+        let out = run(&args, &[], None);
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{args:?}: {err}");
+        assert!(
+            !err.contains("needs store.url") && !err.contains("no PostgreSQL URL"),
+            "{args:?}: the flag was not applied before the checks: {err}"
+        );
+        assert!(
+            err.to_lowercase().contains("connect") || err.contains("127.0.0.1"),
+            "{args:?}: expected a connection failure: {err}"
+        );
+        assert!(
+            !err.contains(SECRET),
+            "{args:?}: the password leaked: {err}"
+        );
+    }
 }

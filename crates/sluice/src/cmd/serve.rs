@@ -36,26 +36,25 @@ pub struct CheckConfigArgs {
     pub file: Option<PathBuf>,
 }
 
-pub fn load(path: Option<&std::path::Path>) -> anyhow::Result<Config> {
-    Ok(Config::load(path)?)
-}
-
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     super::init_logging();
-    let mut config = load(args.config.as_deref())?;
-    if let Some(listen) = args.listen {
-        config.server.listen = listen;
-    }
-    if let Some(dir) = args.data_dir {
-        config.data_dir = dir;
-    }
-    if let Some(url) = args.graph_url {
-        config.delivery.graph_url = Some(url);
-    }
-    if let Some(url) = args.store {
-        config.store.url = Some(sluice_core::Secret::new(url));
-    }
-    config.check()?;
+    // The flags are applied before the configuration is checked: they may
+    // supply what the file leaves out (`--store` for a file that says
+    // `backend = "postgres"` without a URL).
+    let config = Config::load_with_overrides(args.config.as_deref(), |config| {
+        if let Some(listen) = args.listen {
+            config.server.listen = listen;
+        }
+        if let Some(dir) = args.data_dir {
+            config.data_dir = dir;
+        }
+        if let Some(url) = args.graph_url {
+            config.delivery.graph_url = Some(url);
+        }
+        if let Some(url) = args.store {
+            config.store.url = Some(sluice_core::Secret::new(url));
+        }
+    })?;
     let runtime = super::runtime()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(config.server.listen)
@@ -153,16 +152,23 @@ pub struct MigrateArgs {
 /// `sluice migrate`: applies the embedded schema migrations to PostgreSQL
 /// (the SQLite file migrates itself when it is opened).
 pub fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
-    let config = load(args.config.as_deref())?;
-    let url = match (args.store, &config.store.url) {
-        (Some(url), _) => url,
-        (None, Some(url)) => url.expose().to_owned(),
-        (None, None) => anyhow::bail!(
+    // Applied before the checks, as for `serve`.
+    let config = Config::load_with_overrides(args.config.as_deref(), |config| {
+        if let Some(url) = args.store {
+            config.store.url = Some(sluice_core::Secret::new(url));
+        }
+        if let Some(schema) = args.schema {
+            config.store.schema = schema;
+        }
+    })?;
+    let Some(url) = &config.store.url else {
+        anyhow::bail!(
             "no PostgreSQL URL: pass --store postgres://… or set store.url (the SQLite queue migrates itself on start)"
-        ),
+        );
     };
-    let schema = args.schema.unwrap_or_else(|| config.store.schema.clone());
-    let report = super::runtime()?.block_on(sluice_store_postgres::migrate(&url, &schema))?;
+    let url = url.expose();
+    let schema = &config.store.schema;
+    let report = super::runtime()?.block_on(sluice_store_postgres::migrate(url, schema))?;
     println!("{report:?}");
     Ok(ExitCode::SUCCESS)
 }
