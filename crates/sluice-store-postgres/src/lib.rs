@@ -1174,6 +1174,26 @@ impl Store for PostgresStore {
         }
     }
 
+    async fn purge_dead_letters(&self, before_ms: i64) -> Result<u64, StoreError> {
+        self.ensure_open()?;
+        let batch = self.shared.options.purge_batch_rows.max(1);
+        let limit = i64::try_from(batch).unwrap_or(i64::MAX);
+        let mut deleted = 0;
+        loop {
+            let shard = self.shared.next_shard();
+            let n = self
+                .query_count(
+                    &self.shared.sql.purge_dead_letters,
+                    &[&before_ms, &limit, &shard],
+                )
+                .await?;
+            deleted += n;
+            if n < batch as u64 {
+                return Ok(deleted);
+            }
+        }
+    }
+
     async fn check_writable(&self) -> Result<(), StoreError> {
         let client = self.client().await?;
         let stmt = client

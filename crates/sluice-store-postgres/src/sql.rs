@@ -181,6 +181,7 @@ pub(crate) struct Sql {
     pub(crate) probe: String,
     pub(crate) audit_list_base: String,
     pub(crate) purge_audit: String,
+    pub(crate) purge_dead_letters: String,
 }
 
 /// Columns of a dead letter, in the order `dead_letter_from_row` reads them.
@@ -477,6 +478,26 @@ impl Sql {
                 WHERE id = ANY (ARRAY(
                         SELECT id FROM {s}.consent_audit
                         WHERE time_ms < $1 ORDER BY time_ms LIMIT $2))"),
+            // $1 dead-lettered before, $2 batch size, $3 shard. As
+            // dlq_delete, for the oldest entries; SKIP LOCKED leaves an
+            // entry being replayed or deleted right now to that statement.
+            purge_dead_letters: with_shard(
+                "WITH gone AS (
+                    DELETE FROM {s}.dead_letters
+                    WHERE id = ANY (ARRAY(
+                        SELECT id FROM {s}.dead_letters
+                        WHERE dead_lettered_ms < $1 ORDER BY id LIMIT $2
+                        FOR UPDATE SKIP LOCKED))
+                    RETURNING pixel_id),
+                cnt AS (
+                    INSERT INTO {s}.pixel_counters AS c (pixel_id, shard, dead_letters)
+                    SELECT pixel_id, $SHARD::int2, -count(*) FROM gone
+                    GROUP BY pixel_id ORDER BY pixel_id
+                    ON CONFLICT (pixel_id, shard) DO UPDATE SET
+                        dead_letters = c.dead_letters + excluded.dead_letters)
+                SELECT count(*) FROM gone",
+                "$3",
+            ),
         }
     }
 }

@@ -68,6 +68,7 @@ macro_rules! store_conformance_tests {
             dlq_list_filters_and_pages,
             dlq_replay_requeues_even_when_the_ledger_would_call_it_a_duplicate,
             dlq_delete_removes_entries,
+            purge_dead_letters_deletes_only_old_entries,
             stats_track_every_transition,
             purge_deletes_only_expired_ledger_entries,
             forget_deletes_every_event_carrying_a_user_key,
@@ -1256,6 +1257,51 @@ pub async fn dlq_delete_removes_entries(factory: impl AsyncFn() -> Arc<dyn Store
         0,
         "keys went with the entry"
     );
+}
+
+/// The DLQ retention purge deletes entries dead-lettered before the cutoff,
+/// with their user keys and counts, and nothing else.
+pub async fn purge_dead_letters_deletes_only_old_entries(
+    factory: impl AsyncFn() -> Arc<dyn Store>,
+) {
+    let store = factory().await;
+    let ids = enqueue_ok(
+        &*store,
+        (0..5)
+            .map(|i| event("p1", "Purchase", &format!("e{i}"), EventSource::Backend))
+            .chain([event("p2", "Lead", "e5", EventSource::Backend)])
+            .collect(),
+        T0,
+    )
+    .await;
+    // e0, e1 and p2's e5 at T0; e2 at T0 + 10; e3 stays queued.
+    let old = store
+        .dead_letter(&[ids[0], ids[1], ids[5]], reason("x"), T0)
+        .await
+        .unwrap();
+    let recent = store
+        .dead_letter(&ids[2..3], reason("y"), T0 + 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.purge_dead_letters(T0).await.unwrap(),
+        0,
+        "strictly before"
+    );
+    assert_eq!(store.purge_dead_letters(T0 + 10).await.unwrap(), 3);
+    let left = store.dlq_list(&DlqFilter::default()).await.unwrap();
+    assert_eq!(left.iter().map(|d| d.id).collect::<Vec<_>>(), recent);
+    assert_eq!(store.purge_dead_letters(T0 + 10).await.unwrap(), 0);
+    assert_eq!(store.dlq_replay(&old, None, T0 + 20).await.unwrap(), 0);
+
+    let stats = store.stats(T0 + 20).await.unwrap();
+    assert_eq!((stats.queued, stats.dead_letters), (2, 1));
+    assert_eq!(pixel_stat(&stats, "p1").dead_letters, 1);
+    assert_eq!(pixel_stat(&stats, "p2").dead_letters, 0);
+    let forgotten = store.forget(&["key-e0".to_owned()]).await.unwrap();
+    assert_eq!(forgotten.dead_letters, 0, "keys went with the entry");
+    let forgotten = store.forget(&["key-e2".to_owned()]).await.unwrap();
+    assert_eq!(forgotten.dead_letters, 1, "the recent entry is intact");
 }
 
 // ---------------------------------------------------------------------------

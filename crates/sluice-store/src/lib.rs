@@ -249,6 +249,13 @@ pub trait Store: Send + Sync + 'static {
     /// retention purge). Returns how many were deleted.
     async fn purge_audit(&self, before_ms: i64) -> Result<u64, StoreError>;
 
+    /// Deletes dead letters moved to the dead-letter queue before
+    /// `before_ms`, in bounded batches (the retention purge,
+    /// `store.dlq_retention_days`), like [`Store::dlq_delete`]: their user
+    /// keys go with them and the per-pixel dead-letter counts follow.
+    /// Returns how many were deleted.
+    async fn purge_dead_letters(&self, before_ms: i64) -> Result<u64, StoreError>;
+
     /// Proves that a write can be committed now (for `/readyz`).
     async fn check_writable(&self) -> Result<(), StoreError>;
 

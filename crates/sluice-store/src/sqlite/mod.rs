@@ -501,6 +501,30 @@ impl Store for SqliteStore {
         }
     }
 
+    async fn purge_dead_letters(&self, before_ms: i64) -> Result<u64, StoreError> {
+        // Picked on a reader, deleted by the writer's `dlq_delete` (user
+        // keys and per-pixel counts included). An entry replayed or deleted
+        // in between is skipped; every round deletes what it picked, so the
+        // loop ends.
+        let limit = self.options.purge_batch_rows.max(1);
+        let mut total = 0;
+        loop {
+            let ids = self
+                .read(move |conn| read::dead_letters_before(conn, before_ms, limit))
+                .await?;
+            if ids.is_empty() {
+                return Ok(total);
+            }
+            let picked = ids.len();
+            total += self
+                .write(|reply| Command::DlqDelete { ids, reply })
+                .await?;
+            if picked < limit {
+                return Ok(total);
+            }
+        }
+    }
+
     async fn check_writable(&self) -> Result<(), StoreError> {
         self.write(|reply| Command::Probe { reply }).await
     }

@@ -523,3 +523,26 @@ pub(crate) fn audit_list(
     .collect::<Result<Vec<_>, _>>()
     .map_err(sql_error)
 }
+
+/// Up to `limit` dead letters moved to the queue before `before_ms`, oldest
+/// first, for [`Store::purge_dead_letters`](crate::Store::purge_dead_letters).
+pub(crate) fn dead_letters_before(
+    conn: &mut Connection,
+    before_ms: i64,
+    limit: usize,
+) -> Result<Vec<DeadLetterId>, StoreError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut select = conn
+        .prepare_cached(
+            "SELECT id FROM dead_letters WHERE dead_lettered_ms < ?1 ORDER BY id LIMIT ?2",
+        )
+        .map_err(sql_error)?;
+    let ids = select
+        .query_map(params![before_ms, limit], |row| {
+            row.get(0).map(DeadLetterId::from_raw)
+        })
+        .map_err(sql_error)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(sql_error)?;
+    Ok(ids)
+}
