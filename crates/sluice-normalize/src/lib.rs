@@ -36,6 +36,8 @@ mod location;
 mod name;
 mod options;
 mod phone;
+#[cfg(test)]
+mod phone_meta;
 mod prehashed;
 mod tables;
 mod text;
@@ -229,10 +231,17 @@ pub fn hash_to_wire(
     Ok(Some(out))
 }
 
-/// Pay one-time costs up front: load the phone metadata (~100 ms on first use) and
-/// compile the regular expressions the common phone formats need. Call once at start-up.
+/// Pay the fast paths' one-time costs up front (tables and the common phone rules; a
+/// few milliseconds). Call once at start-up.
 pub fn warm_up() {
     phone::warm_up();
+}
+
+/// Load `phonenumber`'s database now (~70 ms and ~5 MB) instead of on the first phone
+/// number that needs the full parser (unusual formats, trunk prefixes, `011` without a
+/// region). For services that prefer memory to a one-time delay, skip it.
+pub fn warm_up_parser() {
+    phone::warm_up_parser();
 }
 
 #[cfg(test)]

@@ -29,23 +29,26 @@
 //!   without a region uses it, to tell `011 44 20 7946 0958` (international) from a
 //!   national number that starts with `011`.
 //!
-//! Speed: `phonenumber` costs several µs per parse and ~100 ms on first use, and every
-//! regex it runs goes through one process-wide `Mutex`-guarded LRU cache (capacity 100,
-//! so patterns are recompiled as they are evicted), which would serialise all request
-//! threads. [`crate::warm_up`] pays the first-use cost at start-up, and fast paths
-//! handle the common cases without the parser: a table built once from the same
-//! metadata (calling codes, possible lengths, trunk prefixes) plus our own compiled,
-//! anchored copies of the national-prefix-for-parsing rules (each compiled when its
-//! calling code or region is first seen: all of them at once would hold ~10 MB of
-//! automata for the handful a deployment uses). Whenever a trunk prefix
-//! or a parsing rule could apply, the parser decides. A unit test checks that the fast
-//! paths agree with the parser on every example number in the metadata.
+//! Speed: `phonenumber` costs several µs per parse, ~70 ms and ~5 MB to load its
+//! database (it parses ~1,500 regular expressions), and every regex it runs goes
+//! through one process-wide `Mutex`-guarded LRU cache (capacity 100, so patterns are
+//! recompiled as they are evicted), which would serialise all request threads. So fast
+//! paths handle the common cases without the parser: a table that build.rs writes from
+//! the same metadata (calling codes, possible lengths, trunk prefixes, rule sources;
+//! `phone_meta.rs`) plus our own compiled, anchored copies of the
+//! national-prefix-for-parsing rules (each compiled when its calling code or region is
+//! first seen: all of them at once would hold ~10 MB of automata for the handful a
+//! deployment uses). Whenever a trunk prefix, an international prefix or a parsing
+//! rule could apply, the parser decides; a number no reading of which has a possible
+//! length is refused without it. The parser's database is loaded on the first number
+//! that needs it ([`crate::warm_up_parser`] loads it up front). Unit tests check that
+//! the fast paths agree with the parser on every example number in the metadata and
+//! that the fast refusal never refuses what the parser accepts.
 
 use crate::NormalizeError;
 use crate::location::CountryCode;
 use crate::text::{is_space, trim};
 use phonenumber::country::Id;
-use phonenumber::metadata::DATABASE;
 use regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 use std::fmt::Write as _;
 use std::str::FromStr;
@@ -187,9 +190,9 @@ struct CodeInfo {
     /// Bit `n` set when a national number of `n` digits is possible.
     lengths: u32,
     /// National (trunk) prefixes of the regions sharing this code.
-    prefixes: Vec<&'static str>,
+    prefixes: &'static [&'static str],
     /// Sources of the regions' national-prefix-for-parsing rules.
-    rule_sources: Vec<&'static str>,
+    rule_sources: &'static [&'static str],
     /// Those rules, anchored, as one set (one pass over the digits for all of them);
     /// compiled on first use, see [`CodeInfo::rules`].
     rules: OnceLock<RuleSet>,
@@ -204,7 +207,7 @@ impl CodeInfo {
     /// automata and most of the start-up time, for the few calling codes a deployment
     /// actually sees; compiling on first use gives the same answers.
     fn rules(&self) -> &RuleSet {
-        self.rules.get_or_init(|| RuleSet::new(&self.rule_sources))
+        self.rules.get_or_init(|| RuleSet::new(self.rule_sources))
     }
 }
 
@@ -217,12 +220,22 @@ struct RegionInfo {
     rule_source: Option<&'static str>,
     /// That rule, anchored at the start; compiled on first use ([`RegionInfo::rule`]).
     rule: OnceLock<Option<Rule>>,
+    /// Source of the region's international (IDD) prefix pattern.
+    idd_source: Option<&'static str>,
+    /// That pattern, anchored; compiled on first use ([`RegionInfo::idd`]).
+    idd: OnceLock<Option<Rule>>,
 }
 
 impl RegionInfo {
     fn rule(&self) -> Option<&Rule> {
         self.rule
             .get_or_init(|| self.rule_source.map(Rule::new))
+            .as_ref()
+    }
+
+    fn idd(&self) -> Option<&Rule> {
+        self.idd
+            .get_or_init(|| self.idd_source.map(Rule::new))
             .as_ref()
     }
 }
@@ -233,6 +246,11 @@ struct Tables {
     /// Indexed by `(a - b'A') * 26 + (b - b'A')` of the upper-case alpha-2 code.
     regions: Vec<Option<RegionInfo>>,
 }
+
+// `CODE_FACTS` and `REGION_FACTS`, written by build.rs from the same `phonenumber`
+// metadata (src/phone_meta.rs): building the tables below from them does not load
+// `phonenumber`'s database, which only the parser fallback needs.
+include!(concat!(env!("OUT_DIR"), "/phone_tables.rs"));
 
 static TABLES: LazyLock<Tables> = LazyLock::new(build_tables);
 
@@ -285,63 +303,46 @@ impl Rule {
     fn applies(&self, digits: &str) -> bool {
         self.0.as_ref().is_none_or(|r| r.is_match(digits))
     }
+
+    /// How many leading digits the rule strips: `Ok(None)` when it does not match,
+    /// `Err` when it cannot tell (the rule did not compile, or a capture group took
+    /// part, which means the parser rewrites rather than strips).
+    fn strip_len(&self, digits: &str) -> Result<Option<usize>, ()> {
+        let re = self.0.as_ref().ok_or(())?;
+        match re.captures(digits) {
+            None => Ok(None),
+            Some(c) if c.iter().skip(1).any(|g| g.is_some()) => Err(()),
+            Some(c) => Ok(c.get(0).map(|m| m.end())),
+        }
+    }
 }
 
 fn build_tables() -> Tables {
     let mut codes: Vec<Option<CodeInfo>> = (0..1000).map(|_| None).collect();
     let mut regions: Vec<Option<RegionInfo>> = (0..26 * 26).map(|_| None).collect();
-    let db: &'static phonenumber::metadata::Database = &DATABASE;
-    for meta in db.iter() {
-        let cc = meta.country_code();
-        let d = meta.descriptors();
-        let mut lengths = 0u32;
-        // Only the kinds of number a person has; toll-free, premium-rate, shared-cost,
-        // pager and UAN numbers are not contact data (and would let a 7-digit number
-        // pass as `+1`). The general descriptor is empty in this metadata build.
-        let descs = [
-            Some(d.general()),
-            d.fixed_line(),
-            d.mobile(),
-            d.voip(),
-            d.personal_number(),
-        ];
-        for desc in descs.into_iter().flatten() {
-            for &len in desc.possible_length() {
-                if len < 32 {
-                    lengths |= 1 << len;
-                }
-            }
-        }
-        let rule_source = meta.national_prefix_for_parsing().map(|r| r.as_str());
-        let prefix = meta.national_prefix().filter(|p| !p.is_empty());
+    for &(cc, lengths, prefixes, rule_sources) in CODE_FACTS {
         if let Some(slot) = codes.get_mut(usize::from(cc)) {
-            let info = slot.get_or_insert_with(|| CodeInfo {
-                lengths: 0,
-                prefixes: Vec::new(),
-                rule_sources: Vec::new(),
+            *slot = Some(CodeInfo {
+                lengths,
+                prefixes,
+                rule_sources,
                 rules: OnceLock::new(),
             });
-            info.lengths |= lengths;
-            if let Some(r) = meta.national_prefix_for_parsing() {
-                info.rule_sources.push(r.as_str());
-            }
-            if let Some(p) = prefix
-                && !info.prefixes.contains(&p)
-            {
-                info.prefixes.push(p);
-            }
         }
-        if let (&[a @ b'A'..=b'Z', b @ b'A'..=b'Z'], Ok(id)) =
-            (meta.id().as_bytes(), Id::from_str(meta.id()))
+    }
+    for &(id, cc, national_prefix, rule_source, idd_source) in REGION_FACTS {
+        if let (&[a @ b'A'..=b'Z', b @ b'A'..=b'Z'], Ok(parsed)) = (id.as_bytes(), Id::from_str(id))
         {
             let index = usize::from(a - b'A') * 26 + usize::from(b - b'A');
             if let Some(slot) = regions.get_mut(index) {
                 *slot = Some(RegionInfo {
-                    id,
+                    id: parsed,
                     cc,
-                    national_prefix: prefix,
+                    national_prefix,
                     rule_source,
                     rule: OnceLock::new(),
+                    idd_source,
+                    idd: OnceLock::new(),
                 });
             }
         }
@@ -425,6 +426,13 @@ fn from_parsed(number: &phonenumber::PhoneNumber) -> Result<E164, NormalizeError
     if !info.possible(digits.len) {
         return Err(NormalizeError::InvalidPhone);
     }
+    // A national number starting with 0 is real only where the plan keeps the zero
+    // (Italy's landlines, a few others); elsewhere it is what remains of a mangled
+    // prefix (`0000001` in `de` would become `4900001`, which reads back as a
+    // different number), so it must pass the full check.
+    if digits.as_bytes().first() == Some(&b'0') && !number.is_valid() {
+        return Err(NormalizeError::InvalidPhone);
+    }
     Ok(E164 {
         cc,
         national: digits,
@@ -487,6 +495,106 @@ fn national_fast(region: &RegionInfo, digits: &[u8]) -> Option<Result<E164, Norm
     }))
 }
 
+/// True when the parser could only refuse `digits` in `region`: no reading of them,
+/// as a national number of `region` or as an international number written without
+/// its `+`, has a possible length, and nothing would rewrite them (an international
+/// prefix of `region`, a parsing rule, a trunk prefix of the calling code). Whenever
+/// the parser could rewrite the digits this answers false and the parser decides.
+/// Saves two parses (and loading the parser's database) for numbers such as
+/// `619558344429` in `au`: ten national digits where Australia has nine.
+fn surely_impossible(region: &RegionInfo, digits: &[u8]) -> bool {
+    let text = ascii(digits);
+    if let Some(idd) = region.idd() {
+        match idd.0.as_ref().map(|r| r.find(text)) {
+            None => return false,
+            // After the region's international prefix the parser reads the rest as
+            // `+…` (unless a 0 follows, which no calling code starts with). It may
+            // also apply the region's own parsing rule to what follows (`phonenumber`
+            // does, for NANPA regions' 7-digit rules), so that must not match either.
+            Some(Some(m)) => {
+                let rest = digits.get(m.end()..).unwrap_or(&[]);
+                let after_code = split_calling_code(rest).map_or(&[][..], |(_, n)| n);
+                let rewrites = |d: &[u8]| {
+                    region.rule().is_some_and(|r| r.applies(ascii(d)))
+                        || region
+                            .national_prefix
+                            .is_some_and(|p| d.starts_with(p.as_bytes()))
+                };
+                return rest.first().is_some_and(|&d| d != b'0')
+                    && !rewrites(rest)
+                    && !rewrites(after_code)
+                    && intl_surely_impossible(rest)
+                    && intl_surely_impossible(digits);
+            }
+            Some(None) => {}
+        }
+    }
+    let Some(info) = code_info(region.cc) else {
+        return false;
+    };
+    // The national readings: the parser may strip what the region's parsing rule
+    // matches (a rule that captures rewrites instead: undecidable here), the trunk
+    // prefix (`phonenumber` strips a repeated one, `88…` in `tm`, more than once) and
+    // leading zeros the region does not keep. The most it can strip is the longest of
+    // those steps applied one after another, in any order; every length from that to
+    // nothing stripped must be impossible.
+    #[derive(Clone, Copy)]
+    enum Step {
+        Rule,
+        Prefix,
+        Zeros,
+    }
+    let strip = |d: &[u8], step: Step| -> Option<usize> {
+        Some(match step {
+            Step::Rule => match region.rule() {
+                None => 0,
+                Some(rule) => rule.strip_len(ascii(d)).ok()?.unwrap_or(0),
+            },
+            Step::Prefix => match region.national_prefix.map(str::as_bytes) {
+                None => 0,
+                Some(p) => {
+                    let mut rest = d;
+                    while let Some(r) = rest.strip_prefix(p) {
+                        rest = r;
+                    }
+                    d.len() - rest.len()
+                }
+            },
+            Step::Zeros => d.iter().take_while(|&&b| b == b'0').count(),
+        })
+    };
+    let mut most = 0;
+    for order in [
+        [Step::Rule, Step::Prefix, Step::Zeros],
+        [Step::Prefix, Step::Rule, Step::Zeros],
+        [Step::Zeros, Step::Rule, Step::Prefix],
+    ] {
+        let mut rest = digits;
+        for step in order {
+            let Some(n) = strip(rest, step) else {
+                return false;
+            };
+            rest = rest.get(n..).unwrap_or(&[]);
+        }
+        most = most.max(digits.len() - rest.len());
+    }
+    if (digits.len() - most..=digits.len()).any(|len| info.possible(len)) {
+        return false;
+    }
+    // The international reading (also the parser's "starts with the region's own
+    // calling code" reading).
+    intl_surely_impossible(digits)
+}
+
+/// True when `digits` (after the `+`/IDD) cannot be a number: no calling code, or the
+/// fast path refuses them (no trunk prefix or parsing rule of that code applies and
+/// the length is impossible) and no leading zero follows the code.
+fn intl_surely_impossible(digits: &[u8]) -> bool {
+    let zero_after_code =
+        split_calling_code(digits).is_some_and(|(_, national)| national.first() == Some(&b'0'));
+    !zero_after_code && matches!(international_fast(digits), Some(Err(_)))
+}
+
 /// `digits` are in the national format of `region` (or already carry its code).
 fn national(region: &RegionInfo, digits: &[u8]) -> Result<E164, NormalizeError> {
     let mut cc_text = [0u8; 5];
@@ -511,6 +619,9 @@ fn national(region: &RegionInfo, digits: &[u8]) -> Result<E164, NormalizeError> 
     if let Some(Ok(e)) = national_fast(region, digits) {
         return Ok(e);
     }
+    if surely_impossible(region, digits) {
+        return Err(NormalizeError::InvalidPhone);
+    }
     parse_slow(Some(region.id), digits, false)
         .and_then(|n| from_parsed(&n))
         // A foreign number written without its `+` (for example one we normalised
@@ -522,6 +633,9 @@ fn national(region: &RegionInfo, digits: &[u8]) -> Result<E164, NormalizeError> 
 /// Slow (regex matching); used only where a national reading is impossible or the
 /// prefix is ambiguous.
 fn valid_international(digits: &[u8]) -> Result<E164, NormalizeError> {
+    if intl_surely_impossible(digits) {
+        return Err(NormalizeError::InvalidPhone);
+    }
     let number = parse_slow(None, digits, true)?;
     if number.is_valid() {
         from_parsed(&number)
@@ -630,26 +744,30 @@ pub fn normalize_phone(
     Ok(())
 }
 
-/// Load the phone metadata and compile the regular expressions used most often, so
-/// that the first real request does not pay ~100 ms.
+/// Build the fast paths' tables and compile the rules the common formats need, so
+/// that the first requests do not pay for it. Does not load the parser's database.
 pub(crate) fn warm_up() {
     LazyLock::force(&TABLES);
     let mut out = String::new();
     for (number, region) in [
-        ("+49 (0)171 1234567", None),
-        ("0171 1234567", CountryCode::from_alpha2("de")),
-        ("(650) 555-1212", Some(CountryCode::US)),
         ("+1 650 555 1212", None),
+        ("(650) 555-1212", Some(CountryCode::US)),
         ("+44 20 7946 0958", None),
-        ("011 44 20 7946 0958", None),
+        ("+49 (0)171 1234567", None),
     ] {
         let _ = normalize_phone(number, region, &mut out);
     }
 }
 
+/// Load the parser's database now rather than on the first number that needs it.
+pub(crate) fn warm_up_parser() {
+    let _ = parse_slow(Some(Id::DE), b"01711234567", false);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use phonenumber::metadata::DATABASE;
 
     fn ph(s: &str, region: Option<&str>) -> Result<String, NormalizeError> {
         let mut out = String::new();
@@ -717,6 +835,8 @@ mod tests {
             ("+1 650 555 1212 ext", None),
             ("00 12345", None),
             ("1234567890123456789012345678", None),
+            // Found by the idempotence property: would become `4900001`.
+            ("0000001", Some("de")),
         ] {
             assert_eq!(
                 ph(input, region),
@@ -776,6 +896,103 @@ mod tests {
             fast_intl * 2 > total && fast_nat * 2 > total,
             "fast paths should cover most numbers"
         );
+    }
+
+    #[test]
+    fn build_time_table_matches_linked_metadata() {
+        let (codes, regions) = crate::phone_meta::collect(&DATABASE);
+        assert_eq!(
+            crate::phone_meta::render(&codes, &regions),
+            include_str!(concat!(env!("OUT_DIR"), "/phone_tables.rs"))
+        );
+    }
+
+    /// The parser's verdict on `digits` in `region`, as `national` would reach it
+    /// without the fast refusal: the national reading, then the international one.
+    fn parser_verdict(region: &RegionInfo, digits: &[u8]) -> Result<E164, NormalizeError> {
+        parse_slow(Some(region.id), digits, false)
+            .and_then(|n| from_parsed(&n))
+            .or_else(|_| {
+                let number = parse_slow(None, digits, true)?;
+                if number.is_valid() {
+                    from_parsed(&number)
+                } else {
+                    Err(NormalizeError::InvalidPhone)
+                }
+            })
+    }
+
+    /// The fast refusal never refuses a number the parser would accept: every region,
+    /// its example numbers with and without trunk prefix, calling code and
+    /// international prefixes, one digit more or less, and seeded random digit strings.
+    #[test]
+    fn fast_refusal_only_refuses_what_the_parser_refuses() {
+        let mut seed = 0x9e37_79b9_u32;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed
+        };
+        let (mut checked, mut refused) = (0, 0);
+        for meta in DATABASE.iter() {
+            let Some(region) = CountryCode::from_alpha2(meta.id()).and_then(region_info) else {
+                continue;
+            };
+            let d = meta.descriptors();
+            let examples: Vec<&str> = [d.fixed_line(), d.mobile(), d.voip(), d.toll_free()]
+                .into_iter()
+                .flatten()
+                .filter_map(|desc| desc.example())
+                .collect();
+            let cc = region.cc.to_string();
+            let trunk = region.national_prefix.unwrap_or("");
+            let mut inputs = Vec::new();
+            for ex in &examples {
+                let (idd_cc, zero_cc) = (format!("00{cc}"), format!("0{cc}"));
+                for head in [
+                    "", trunk, &cc, "00", "011", "0011", "8", "810", &idd_cc, &zero_cc,
+                ] {
+                    inputs.push(format!("{head}{ex}"));
+                    inputs.push(format!("{head}{ex}{}", next() % 10));
+                    inputs.push(format!("{head}{}", &ex[..ex.len() - 1]));
+                }
+            }
+            for _ in 0..150 {
+                let len = 4 + (next() % 14) as usize;
+                let idd_cc = format!("00{cc}");
+                let heads = ["", trunk, &cc, "0", "00", "011", "0011", "810", &idd_cc];
+                let head = heads[next() as usize % heads.len()];
+                let tail: String = (0..len)
+                    .map(|_| char::from(b'0' + (next() % 10) as u8))
+                    .collect();
+                inputs.push(format!("{head}{tail}"));
+            }
+            for input in inputs {
+                if input.len() > MAX_DIGITS {
+                    continue;
+                }
+                checked += 1;
+                if surely_impossible(region, input.as_bytes()) {
+                    refused += 1;
+                    assert_eq!(
+                        render(parser_verdict(region, input.as_bytes())),
+                        Err(NormalizeError::InvalidPhone),
+                        "{input} in {} was refused without the parser",
+                        meta.id()
+                    );
+                }
+            }
+        }
+        eprintln!("{checked} inputs, {refused} refused without the parser");
+        assert!(
+            refused * 10 > checked,
+            "the fast refusal should apply often"
+        );
+        let au = CountryCode::from_alpha2("au")
+            .and_then(region_info)
+            .unwrap();
+        assert!(surely_impossible(au, b"619558344429"));
     }
 
     /// Every rule compiles (so none silently sends all its numbers to the parser),
