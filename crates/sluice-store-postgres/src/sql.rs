@@ -45,6 +45,17 @@ const COUNTERS_FROM_DELTA: &str = "
             delivered_total = c.delivered_total + excluded.delivered_total,
             last_delivered_ms = GREATEST(c.last_delivered_ms, excluded.last_delivered_ms))";
 
+/// Takes the dead letters of the CTE `gone(pixel_id)` off the per-pixel
+/// counts (shard `$SHARD`) and answers how many there were.
+const DEAD_LETTERS_GONE: &str = "
+    cnt AS (
+        INSERT INTO {s}.pixel_counters AS c (pixel_id, shard, dead_letters)
+        SELECT pixel_id, $SHARD::int2, -count(*) FROM gone
+        GROUP BY pixel_id ORDER BY pixel_id
+        ON CONFLICT (pixel_id, shard) DO UPDATE SET
+            dead_letters = c.dead_letters + excluded.dead_letters)
+    SELECT count(*) FROM gone";
+
 /// One round of a group commit, in one statement (see `writer`).
 ///
 /// - `$1-$7`, one element per distinct dedup key, sorted (the lock order):
@@ -305,15 +316,12 @@ impl Sql {
             ),
             // $1 ids, $2 shard.
             dlq_delete: with_shard(
-                "WITH gone AS (
-                    DELETE FROM {s}.dead_letters WHERE id = ANY($1::int8[]) RETURNING pixel_id),
-                cnt AS (
-                    INSERT INTO {s}.pixel_counters AS c (pixel_id, shard, dead_letters)
-                    SELECT pixel_id, $SHARD::int2, -count(*) FROM gone
-                    GROUP BY pixel_id ORDER BY pixel_id
-                    ON CONFLICT (pixel_id, shard) DO UPDATE SET
-                        dead_letters = c.dead_letters + excluded.dead_letters)
-                SELECT count(*) FROM gone",
+                &format!(
+                    "WITH gone AS (
+                        DELETE FROM {{s}}.dead_letters WHERE id = ANY($1::int8[])
+                        RETURNING pixel_id),
+                    {DEAD_LETTERS_GONE}"
+                ),
                 "$2",
             ),
             dlq_get: s(&format!(
@@ -482,20 +490,16 @@ impl Sql {
             // dlq_delete, for the oldest entries; SKIP LOCKED leaves an
             // entry being replayed or deleted right now to that statement.
             purge_dead_letters: with_shard(
-                "WITH gone AS (
-                    DELETE FROM {s}.dead_letters
-                    WHERE id = ANY (ARRAY(
-                        SELECT id FROM {s}.dead_letters
-                        WHERE dead_lettered_ms < $1 ORDER BY id LIMIT $2
-                        FOR UPDATE SKIP LOCKED))
-                    RETURNING pixel_id),
-                cnt AS (
-                    INSERT INTO {s}.pixel_counters AS c (pixel_id, shard, dead_letters)
-                    SELECT pixel_id, $SHARD::int2, -count(*) FROM gone
-                    GROUP BY pixel_id ORDER BY pixel_id
-                    ON CONFLICT (pixel_id, shard) DO UPDATE SET
-                        dead_letters = c.dead_letters + excluded.dead_letters)
-                SELECT count(*) FROM gone",
+                &format!(
+                    "WITH gone AS (
+                        DELETE FROM {{s}}.dead_letters
+                        WHERE id = ANY (ARRAY(
+                            SELECT id FROM {{s}}.dead_letters
+                            WHERE dead_lettered_ms < $1 ORDER BY id LIMIT $2
+                            FOR UPDATE SKIP LOCKED))
+                        RETURNING pixel_id),
+                    {DEAD_LETTERS_GONE}"
+                ),
                 "$3",
             ),
         }
