@@ -89,7 +89,7 @@ impl Gateway {
             path: config.data_dir.display().to_string(),
             source,
         })?;
-        let store = open_store(&config).await?;
+        let store = open_store_as_owner(&config, options.clock.now_ms()).await?;
         sluice_delivery::client::install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(5))
@@ -284,6 +284,23 @@ fn normalize_options(config: &Config, now_ms: i64) -> NormalizeOptions {
 /// Opens the store the configuration names: the SQLite file by default, or
 /// PostgreSQL when `store.url` is set (migrations applied on connect).
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
+    open_store_with(config, None).await
+}
+
+/// [`open_store`] for the gateway, which delivers from the store: an SQLite
+/// file is claimed for this process (`SqliteStore::claim_ownership`), so
+/// the leases a killed predecessor left behind come back at once instead of
+/// after `delivery.lease_ms`. PostgreSQL leases are left alone: other nodes
+/// sharing the schema may be alive and delivering them, so a dead node's
+/// leases come back when they expire.
+async fn open_store_as_owner(config: &Config, now_ms: i64) -> Result<Arc<dyn Store>, StartError> {
+    open_store_with(config, Some(now_ms)).await
+}
+
+async fn open_store_with(
+    config: &Config,
+    owner_now_ms: Option<i64>,
+) -> Result<Arc<dyn Store>, StartError> {
     let dedup_window_ms = i64::from(config.store.dedup_window_hours) * 3_600_000;
     if let Some(url) = &config.store.url {
         let options = sluice_store_postgres::PostgresOptions {
@@ -308,12 +325,16 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
         dedup_window_ms,
         ..SqliteOptions::default()
     };
+    let store_error = |e: sluice_store::StoreError| StartError::Store {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    };
     let store = SqliteStore::open(&path, options)
         .await
-        .map_err(|e| StartError::Store {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
+        .map_err(store_error)?;
+    if let Some(now_ms) = owner_now_ms {
+        store.claim_ownership(now_ms).await.map_err(store_error)?;
+    }
     Ok(Arc::new(store))
 }
 

@@ -20,7 +20,15 @@
 //!   changed since its snapshot, so two nodes never get the same event
 //!   while its lease runs. A node that dies leaves its leases behind, and
 //!   once `now_ms` passes `leased_until_ms` any node leases those events
-//!   again (leases are never renewed, so nothing else is needed).
+//!   again (leases are never renewed, so nothing else is needed). Unlike
+//!   the SQLite store (whose one owning process gives back every lease at
+//!   start, `SqliteStore::claim_ownership`), a node restarted after a
+//!   `kill -9` does **not** release leases at start: the rows do not say
+//!   which node holds them, other nodes may be alive and delivering theirs,
+//!   and releasing a running lease would break exclusive leases. So a dead
+//!   node's events wait out the rest of `delivery.lease_ms` (120 s by
+//!   default); lower it where that delay matters (its floor keeps it above
+//!   the time one delivery attempt can take).
 //! - **Deduplication.** The ledger's primary key decides; a key's window
 //!   expiry is checked inside `INSERT … ON CONFLICT DO UPDATE`, on the
 //!   latest committed row and under its row lock. Two nodes receiving one

@@ -13,7 +13,11 @@
 //!   for `lease_ms`. A worker that dies simply lets its lease expire; the
 //!   events then become due again, also across restarts (leases are stored
 //!   as an absolute `leased_until` compared with the caller's `now_ms`).
-//!   Meta deduplicates repeated deliveries on `event_id`.
+//!   Meta deduplicates repeated deliveries on `event_id`. A process that
+//!   owns an SQLite store ([`SqliteStore::claim_ownership`], as `sluice
+//!   serve` does) gives back the leases of a killed predecessor at start
+//!   instead of waiting them out; PostgreSQL leases always run out, since
+//!   other nodes may still hold theirs.
 //! - **Exclusive leases.** Two lease calls, concurrent or not, never hand
 //!   out the same event while its lease is unexpired.
 //! - **Deduplication.** The key `(pixel_id, event_name, event_id)` is

@@ -1,4 +1,4 @@
-//! `kill -9` loses nothing acknowledged.
+//! `kill -9` loses nothing acknowledged, and its leases do not outlive it.
 //!
 //! The test re-runs its own test binary as a child process (selected by the
 //! `SLUICE_STORE_CRASH_CHILD_DB` environment variable), which enqueues
@@ -35,11 +35,7 @@ fn crash_child_enqueues_until_killed() {
     let Ok(path) = std::env::var(CHILD_ENV) else {
         return;
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = child_runtime();
     runtime.block_on(async move {
         let store = Arc::new(
             SqliteStore::open(&path, SqliteOptions::default())
@@ -88,25 +84,7 @@ async fn kill_9_loses_no_acknowledged_event() {
     let dir = tempfile::tempdir().unwrap();
     let path: PathBuf = dir.path().join("crash.db");
 
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([CHILD_TEST, "--exact", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, &path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn child");
-
-    // Read the child's stdout on a thread so that the wait has a deadline.
-    let stdout = child.stdout.take().unwrap();
-    let (lines_tx, lines_rx) = mpsc::channel::<String>();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if lines_tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let (mut child, lines_rx, reader) = spawn_child(CHILD_TEST, CHILD_ENV, &path);
 
     let mut acked = BTreeSet::new();
     let mut batches = 0;
@@ -186,6 +164,139 @@ fn audit_row(event: &NewEvent) -> AuditRow {
         rule_id: "rest-of-world".to_owned(),
         record_json: "{}".to_owned(),
     }
+}
+
+const LEASE_CHILD_ENV: &str = "SLUICE_STORE_LEASE_CHILD_DB";
+const LEASE_CHILD_TEST: &str = "lease_child_leases_then_waits_to_be_killed";
+const LEASED_EVENTS: usize = 20;
+
+/// Child half of the lease test: claims the store (as `sluice serve` does),
+/// queues and leases events for ten minutes, says so, and waits for SIGKILL.
+#[test]
+fn lease_child_leases_then_waits_to_be_killed() {
+    let Ok(path) = std::env::var(LEASE_CHILD_ENV) else {
+        return;
+    };
+    let runtime = child_runtime();
+    let _store = runtime.block_on(async move {
+        let store = SqliteStore::open(&path, SqliteOptions::default())
+            .await
+            .expect("child open");
+        assert_eq!(store.claim_ownership(T0).await.unwrap(), Some(0));
+        let events: Vec<NewEvent> = (0..LEASED_EVENTS)
+            .map(|i| event("p1", "Purchase", &format!("l{i:02}"), EventSource::Backend))
+            .collect();
+        store.enqueue(events, T0).await.expect("child enqueue");
+        let leased = store.lease("p1", 1_000, 600_000, T0).await.unwrap();
+        println!("leased {} end", leased.len());
+        store
+    });
+    loop {
+        std::thread::park();
+    }
+}
+
+/// `kill -9` of the owner with events under a ten-minute lease: the next
+/// owner gives the leases back at once instead of waiting them out, and a
+/// store that cannot claim ownership (another owner is alive) leaves them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_owner_gives_back_the_leases_of_a_killed_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path: PathBuf = dir.path().join("leases.db");
+    let (mut child, lines_rx, _reader) = spawn_child(LEASE_CHILD_TEST, LEASE_CHILD_ENV, &path);
+    loop {
+        let line = lines_rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("child never leased");
+        // libtest's "test ... " may precede it on the same line.
+        if line.ends_with(&format!("leased {LEASED_EVENTS} end")) {
+            break;
+        }
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().unwrap();
+
+    // One second later the dead child's leases still run for ~10 minutes.
+    let now = T0 + 1_000;
+    let store = SqliteStore::open(&path, SqliteOptions::default())
+        .await
+        .expect("reopen after kill");
+    assert!(
+        store
+            .lease("p1", 1_000, 60_000, now)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.stats(now).await.unwrap().leased, LEASED_EVENTS as u64);
+
+    assert_eq!(
+        store.claim_ownership(now).await.unwrap(),
+        Some(LEASED_EVENTS as u64),
+        "the killed owner's lock is gone and its leases come back"
+    );
+    let stats = store.stats(now).await.unwrap();
+    assert_eq!((stats.queued, stats.leased), (LEASED_EVENTS as u64, 0));
+
+    // A second store on the file while this one owns it claims nothing.
+    let other = SqliteStore::open(&path, SqliteOptions::default())
+        .await
+        .unwrap();
+    let leased = store.lease("p1", 1_000, 60_000, now).await.unwrap();
+    let ids: Vec<&str> = leased.iter().map(|e| e.event_id.as_str()).collect();
+    let expected: Vec<String> = (0..LEASED_EVENTS).map(|i| format!("l{i:02}")).collect();
+    assert_eq!(ids, expected, "all of them, in arrival order");
+    assert!(leased.iter().all(|e| e.attempts == 0), "no attempt counted");
+    assert_eq!(other.claim_ownership(now).await.unwrap(), None);
+    assert_eq!(other.claim_ownership(now).await.unwrap(), None);
+    assert_eq!(
+        other.stats(now).await.unwrap().leased,
+        LEASED_EVENTS as u64,
+        "the owner's running leases were left alone"
+    );
+    other.close().await.unwrap();
+    store.close().await.unwrap();
+}
+
+/// The runtime of a child half.
+fn child_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Re-runs this test binary as the child half `test` on the store at
+/// `path`; its stdout lines arrive on the channel, read on a thread so that
+/// every wait for them has a deadline.
+fn spawn_child(
+    test: &str,
+    env: &str,
+    path: &std::path::Path,
+) -> (
+    std::process::Child,
+    mpsc::Receiver<String>,
+    std::thread::JoinHandle<()>,
+) {
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(env, path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn child");
+    let stdout = child.stdout.take().unwrap();
+    let (lines_tx, lines_rx) = mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, lines_rx, reader)
 }
 
 /// The ids of a complete `acked ... end` line; `None` for anything else

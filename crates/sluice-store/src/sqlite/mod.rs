@@ -20,6 +20,14 @@
 //! Other processes may open the same file (e.g. `sluice dlq replay` while
 //! `sluice serve` runs): SQLite's file lock serializes their writers, and
 //! each side waits up to `busy_timeout` for the other.
+//!
+//! # Ownership and leases
+//!
+//! One process delivers from the file: `sluice serve`, which claims it with
+//! [`SqliteStore::claim_ownership`] (an advisory lock on `<file>-owner`).
+//! Since no other process can then hold a running lease, the claim gives
+//! back every lease left in the file, so the events a `kill -9`'d
+//! predecessor had leased are due again at once, not after `lease_ms`.
 
 mod ops;
 mod read;
@@ -123,6 +131,8 @@ pub struct SqliteStore {
     reads: Arc<ReadPool>,
     counters: Arc<WriterCounters>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// The locked `-owner` file, once `claim_ownership` succeeded.
+    owner: Mutex<Option<std::fs::File>>,
 }
 
 /// Counters of the writer thread, see [`SqliteStore::writer_stats`].
@@ -192,7 +202,70 @@ impl SqliteStore {
             commands: commands_tx,
             counters,
             writer: Mutex::new(Some(handle)),
+            owner: Mutex::new(None),
         })
+    }
+
+    /// Claims the store for this process and gives back every lease: for
+    /// the one long-running process that delivers from this file
+    /// (`sluice serve`), right after it opened the store.
+    ///
+    /// A process killed with `kill -9` leaves its leases behind, and
+    /// without this its events would wait out the rest of their lease
+    /// (`delivery.lease_ms`, 120 s by default) after a restart. Owning the
+    /// file means no other process can hold a running lease on it, so every
+    /// leased event becomes due at once (due at its arrival, without
+    /// counting an attempt). Delivery stays at-least-once: a batch the dead
+    /// process had sent is sent again, and Meta deduplicates on `event_id`.
+    ///
+    /// Ownership is an exclusive advisory lock on `<file>-owner`, held until
+    /// the store is dropped (the kernel drops it when the process dies). If
+    /// another process (or another store in this one) holds it, nothing is
+    /// released and this returns `Ok(None)`: that owner's leases may be
+    /// running. Other processes opening the file without claiming it (the
+    /// CLI's `dlq`, `forget`, ...) are unaffected either way. Returns how
+    /// many leases were given back.
+    pub async fn claim_ownership(&self, now_ms: i64) -> Result<Option<u64>, StoreError> {
+        {
+            let mut owner = self
+                .owner
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if owner.is_none() {
+                let mut name = self.path.clone().into_os_string();
+                name.push("-owner");
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&name)
+                    .map_err(|e| StoreError::Io {
+                        message: format!("cannot open {}: {e}", Path::new(&name).display()),
+                    })?;
+                match file.try_lock() {
+                    Ok(()) => *owner = Some(file),
+                    Err(std::fs::TryLockError::WouldBlock) => {
+                        tracing::warn!(
+                            path = %self.path.display(),
+                            "another process owns this store; its leases are left to expire"
+                        );
+                        return Ok(None);
+                    }
+                    Err(std::fs::TryLockError::Error(e)) => {
+                        return Err(StoreError::Io {
+                            message: format!("cannot lock {}: {e}", Path::new(&name).display()),
+                        });
+                    }
+                }
+            }
+        }
+        let released = self
+            .write(|reply| Command::ReleaseAllLeases { now_ms, reply })
+            .await?;
+        if released > 0 {
+            tracing::info!(released, "gave back the leases of the previous run");
+        }
+        Ok(Some(released))
     }
 
     /// The database file.

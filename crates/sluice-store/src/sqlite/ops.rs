@@ -624,6 +624,23 @@ pub(crate) fn probe(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Every leased row, found through the partial index `queue_by_lease`.
+pub(crate) const RELEASE_ALL_LEASES_SQL: &str = "UPDATE queue
+             SET due_ms = MIN(enqueued_ms, ?1), leased_until_ms = NULL
+             WHERE leased_until_ms IS NOT NULL";
+
+/// See `SqliteStore::claim_ownership`: every leased event becomes due again
+/// at once, without counting an attempt. Due at its arrival (not later than
+/// `now_ms`), so it is leased again in arrival order, ahead of events that
+/// came after it. Costs one step per leased row, not per queued one.
+pub(crate) fn release_all_leases(conn: &Connection, now_ms: i64) -> Result<u64, StoreError> {
+    Ok(conn
+        .prepare_cached(RELEASE_ALL_LEASES_SQL)
+        .map_err(sql_error)?
+        .execute([now_ms])
+        .map_err(sql_error)? as u64)
+}
+
 /// The distinct row ids of `keys_table` that carry any of `user_keys`.
 fn rows_with_keys(
     conn: &Connection,

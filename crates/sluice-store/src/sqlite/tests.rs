@@ -82,6 +82,16 @@ fn ledger_lookup_and_purge_use_indexes() {
 }
 
 #[test]
+fn releasing_every_lease_walks_only_the_leased_rows() {
+    let (_dir, conn) = migrated();
+    let lines = assert_no_scan(&conn, ops::RELEASE_ALL_LEASES_SQL, "queue");
+    assert!(
+        lines.iter().any(|l| l.contains("queue_by_lease")),
+        "{lines:#?}"
+    );
+}
+
+#[test]
 fn held_copy_lookup_uses_the_partial_key_index() {
     let (_dir, conn) = migrated();
     let lines = assert_no_scan(&conn, ops::HELD_COPY_SQL, "queue");

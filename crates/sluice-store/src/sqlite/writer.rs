@@ -125,6 +125,11 @@ pub(crate) enum Command {
     Probe {
         reply: Reply<()>,
     },
+    /// `SqliteStore::claim_ownership`: every lease given back.
+    ReleaseAllLeases {
+        now_ms: i64,
+        reply: Reply<u64>,
+    },
     /// Commit what is pending, answer, and stop the thread.
     Shutdown {
         reply: oneshot::Sender<()>,
@@ -179,7 +184,10 @@ impl Command {
                 *limit
             }
             Command::Forget { user_keys, .. } => user_keys.len(),
-            Command::MergeHeld { .. } | Command::Probe { .. } | Command::Shutdown { .. } => 1,
+            Command::MergeHeld { .. }
+            | Command::Probe { .. }
+            | Command::ReleaseAllLeases { .. }
+            | Command::Shutdown { .. } => 1,
         }
         .max(1)
     }
@@ -257,6 +265,9 @@ impl Command {
                 reply,
             } => run(conn, reply, |c| ops::merge_held(c, &request, merge, now_ms)),
             Command::Probe { reply } => run(conn, reply, ops::probe),
+            Command::ReleaseAllLeases { now_ms, reply } => {
+                run(conn, reply, |c| ops::release_all_leases(c, now_ms))
+            }
             Command::Shutdown { .. } => unreachable!("shutdown is handled by the loop"),
         }
     }
@@ -272,7 +283,8 @@ impl Command {
             | Command::DlqReplay { reply, .. }
             | Command::DlqDelete { reply, .. }
             | Command::PurgeLedgerBatch { reply, .. }
-            | Command::PurgeAuditBatch { reply, .. } => drop(reply.send(Err(error))),
+            | Command::PurgeAuditBatch { reply, .. }
+            | Command::ReleaseAllLeases { reply, .. } => drop(reply.send(Err(error))),
             Command::DeadLetter { reply, .. } => drop(reply.send(Err(error))),
             Command::Forget { reply, .. } => drop(reply.send(Err(error))),
             Command::MergeHeld { reply, .. } => drop(reply.send(Err(error))),
