@@ -123,9 +123,14 @@ pub struct StoreConfig {
     pub synchronous: String,
     /// How long duplicates are recognised, in hours (Meta uses 48).
     pub dedup_window_hours: u32,
-    /// How often expired dedup entries and consent-audit rows older than
-    /// `consent.audit_retention_days` are deleted, in seconds (also once at start).
+    /// How often expired dedup entries, consent-audit rows older than
+    /// `consent.audit_retention_days` and dead letters older than
+    /// `dlq_retention_days` are deleted, in seconds (also once at start).
     pub purge_interval_secs: u64,
+    /// Dead letters are deleted this many days after they were
+    /// dead-lettered (unless replayed first); `0` keeps them until replayed
+    /// or deleted by hand.
+    pub dlq_retention_days: u32,
 }
 
 impl Default for StoreConfig {
@@ -141,6 +146,7 @@ impl Default for StoreConfig {
             synchronous: "full".into(),
             dedup_window_hours: 48,
             purge_interval_secs: 600,
+            dlq_retention_days: 30,
         }
     }
 }
