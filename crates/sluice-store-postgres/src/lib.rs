@@ -537,13 +537,8 @@ fn connection_config(url: &str, options: &PostgresOptions) -> Result<Config, Sto
 
 /// Rejects what no backend may store, and what PostgreSQL cannot.
 fn validate_events(events: &[NewEvent]) -> Result<(), StoreError> {
+    sluice_store::check_new_events(events)?;
     for event in events {
-        if event.pixel_id.is_empty() {
-            return Err(StoreError::invalid("event without pixel_id"));
-        }
-        if event.event_name.is_empty() {
-            return Err(StoreError::invalid("event without event_name"));
-        }
         let texts = [&event.pixel_id, &event.event_name, &event.event_id]
             .into_iter()
             .chain(event.test_event_code.as_ref())
@@ -555,15 +550,6 @@ fn validate_events(events: &[NewEvent]) -> Result<(), StoreError> {
                     "event text contains a NUL character, which PostgreSQL cannot store",
                 ));
             }
-        }
-        if event
-            .user_keys
-            .iter()
-            .any(|k| k.contains(writer::USER_KEY_SEPARATOR))
-        {
-            return Err(StoreError::invalid(
-                "a user key contains the control character U+001F",
-            ));
         }
     }
     Ok(())

@@ -72,7 +72,8 @@ use std::time::{Duration, Instant};
 
 use deadpool_postgres::GenericClient;
 use sluice_store::{
-    AuditRow, EnqueueOutcome, EventRowId, EventSource, NewEvent, StoreError, ledger_order_id,
+    AuditRow, EnqueueOutcome, EventRowId, EventSource, NewEvent, StoreError, USER_KEY_SEPARATOR,
+    ledger_order_id,
 };
 use tokio::sync::{Mutex, mpsc, oneshot};
 
@@ -564,11 +565,9 @@ fn ordinal(raw: i64, len: usize) -> Result<usize, StoreError> {
         })
 }
 
-/// The separator of user keys in [`user_keys_text`]: the ASCII unit
-/// separator, which `validate_events` refuses inside a key.
-pub(crate) const USER_KEY_SEPARATOR: char = '\u{1f}';
-
-/// The user keys as one text, split again by `string_to_array` in SQL:
+/// The user keys as one text (joined with `USER_KEY_SEPARATOR`, which
+/// `sluice_store::check_new_events` refuses inside a key), split again by
+/// `string_to_array` in SQL:
 /// the cheapest way to pass a variable-length list per row through
 /// `unnest` (arrays of arrays must be rectangular; a JSON array per row
 /// cost a quarter of the insert statement's time). Duplicates go; an

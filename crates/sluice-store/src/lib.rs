@@ -69,6 +69,35 @@ pub use types::{
     PurgeReport, SourceSet, StoreStats, ledger_order_id,
 };
 
+/// The separator backends may join an event's user keys with (keys are hex
+/// digests); [`check_new_events`] refuses a key that contains it.
+pub const USER_KEY_SEPARATOR: char = '\u{1f}';
+
+/// What no backend stores: an event without `pixel_id` or `event_name`
+/// (they key the ledger and the lanes), or with a user key containing
+/// [`USER_KEY_SEPARATOR`]. Kept minimal: the gateway validates events; a
+/// backend adds only what its own storage cannot hold.
+pub fn check_new_events(events: &[NewEvent]) -> Result<(), StoreError> {
+    for event in events {
+        if event.pixel_id.is_empty() {
+            return Err(StoreError::invalid("event without pixel_id"));
+        }
+        if event.event_name.is_empty() {
+            return Err(StoreError::invalid("event without event_name"));
+        }
+        if event
+            .user_keys
+            .iter()
+            .any(|k| k.contains(USER_KEY_SEPARATOR))
+        {
+            return Err(StoreError::invalid(
+                "a user key contains the control character U+001F",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The durable queue. Object-safe: the server holds an `Arc<dyn Store>`.
 ///
 /// Every method is cancel-safe in the sense that matters for durability: if

@@ -469,3 +469,97 @@ async fn reads_see_every_acknowledged_write() {
         50
     );
 }
+
+/// The user-key rows (hashes of personal identifiers) follow their event
+/// through merge, dead letter, replay and ack, and go with it: nothing is
+/// left behind at rest once every event is delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_key_rows_live_exactly_as_long_as_their_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = open(&path).await;
+    let key_rows = |path: &Path| -> (i64, i64, Vec<Option<String>>) {
+        let conn = Connection::open(path).unwrap();
+        let count = |table: &str| -> i64 {
+            conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get(0))
+                .unwrap()
+        };
+        let columns = conn
+            .prepare("SELECT user_keys FROM queue ORDER BY id")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        (count("queue_keys"), count("dead_letter_user_keys"), columns)
+    };
+
+    let mut a = event("p1", "Purchase", "a", EventSource::Browser);
+    a.user_keys = vec!["kb".into(), "ka".into(), "kb".into()];
+    a.hold_until_ms = Some(T0 + 60_000);
+    let mut b = event("p1", "Purchase", "b", EventSource::Backend);
+    b.user_keys = Vec::new();
+    let c = event("p1", "Purchase", "c", EventSource::Backend);
+    store.enqueue(vec![a, b, c], T0).await.unwrap();
+    assert_eq!(
+        key_rows(&path),
+        (
+            3,
+            0,
+            vec![Some("ka\u{1f}kb".into()), None, Some("key-c".into())]
+        )
+    );
+
+    // A merge adds the later copy's keys to the held one.
+    let merged = store
+        .merge_held(
+            sluice_store::MergeRequest {
+                pixel_id: "p1".into(),
+                event_name: "Purchase".into(),
+                event_id: "a".into(),
+                source: EventSource::Backend,
+                user_keys: vec!["kc".into(), "ka".into()],
+                order_id: None,
+            },
+            Box::new(|held: &[u8]| Some(held.to_vec())),
+            T0 + 1,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(merged, sluice_store::MergeOutcome::Merged { .. }));
+    assert_eq!(key_rows(&path).0, 4);
+    assert_eq!(key_rows(&path).2[0].as_deref(), Some("ka\u{1f}kb\u{1f}kc"));
+
+    // Dead-letter "a": its keys move to the DLQ; replay brings them back.
+    let leased = store.lease("p1", 10, LEASE_MS, T0 + 1).await.unwrap();
+    assert_eq!(leased.len(), 3);
+    let reason = DeadLetterReason {
+        code: "bad".into(),
+        message: "bad".into(),
+        detail_json: None,
+    };
+    let a_id = leased.iter().find(|e| e.event_id == "a").unwrap().id;
+    let dead = store.dead_letter(&[a_id], reason, T0 + 2).await.unwrap();
+    assert_eq!(key_rows(&path).0, 1, "only c's key left in the queue");
+    assert_eq!(key_rows(&path).1, 3);
+    assert_eq!(store.dlq_replay(&dead, None, T0 + 3).await.unwrap(), 1);
+    let (queue_keys, dead_keys, columns) = key_rows(&path);
+    assert_eq!((queue_keys, dead_keys), (4, 0));
+    assert_eq!(columns[2].as_deref(), Some("ka\u{1f}kb\u{1f}kc"));
+    assert_eq!(store.forget(&["kc".into()]).await.unwrap().queued, 1);
+    assert_eq!(key_rows(&path).0, 1);
+
+    // Delivered: nothing of the keys stays.
+    let ids: Vec<_> = leased.iter().map(|e| e.id).collect();
+    assert_eq!(store.ack(&ids, T0 + 4).await.unwrap(), 2);
+    assert_eq!(key_rows(&path), (0, 0, vec![]));
+
+    // A key may not contain the separator of `queue.user_keys`.
+    let mut bad = event("p1", "Purchase", "d", EventSource::Backend);
+    bad.user_keys = vec!["x\u{1f}y".into()];
+    assert_eq!(
+        store.enqueue(vec![bad], T0).await.unwrap_err().code(),
+        "store_invalid_input"
+    );
+    store.close().await.unwrap();
+}

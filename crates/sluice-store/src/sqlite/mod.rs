@@ -333,7 +333,7 @@ impl Store for SqliteStore {
         if events.is_empty() && audit.is_empty() {
             return Ok(Vec::new());
         }
-        validate_events(&events)?;
+        crate::check_new_events(&events)?;
         self.write(|reply| Command::Enqueue {
             events,
             audit,
@@ -624,20 +624,6 @@ impl Store for SqliteStore {
                 message: "the writer thread panicked".to_owned(),
             })
     }
-}
-
-/// Rejects what no backend may store. Kept minimal: the gateway validates
-/// events; the store only refuses rows that would break its own keys.
-fn validate_events(events: &[NewEvent]) -> Result<(), StoreError> {
-    for event in events {
-        if event.pixel_id.is_empty() {
-            return Err(StoreError::invalid("event without pixel_id"));
-        }
-        if event.event_name.is_empty() {
-            return Err(StoreError::invalid("event without event_name"));
-        }
-    }
-    Ok(())
 }
 
 /// Opens and configures the write connection, then migrates the schema.

@@ -12,7 +12,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::sql_error;
 use crate::{
     DeadLetterId, DeadLetterReason, EnqueueOutcome, EventRowId, EventSource, ForgetReport,
-    LeasedEvent, MergeFn, MergeOutcome, MergeRequest, NewEvent, StoreError, ledger_order_id,
+    LeasedEvent, MergeFn, MergeOutcome, MergeRequest, NewEvent, StoreError, USER_KEY_SEPARATOR,
+    ledger_order_id,
 };
 
 /// `last_error` longer than this is cut (at a char boundary) so that a
@@ -138,13 +139,11 @@ pub(crate) fn enqueue(
         .prepare_cached(
             "INSERT INTO queue
                  (pixel_id, event_name, event_id, event_time, source, test_event_code,
-                  enqueued_ms, due_ms, hold_until_ms, payload)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                  enqueued_ms, due_ms, hold_until_ms, payload, user_keys)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )
         .map_err(sql_error)?;
-    let mut insert_key = conn
-        .prepare_cached("INSERT OR IGNORE INTO queue_user_keys (row_id, user_key) VALUES (?1, ?2)")
-        .map_err(sql_error)?;
+    let mut insert_key = conn.prepare_cached(INSERT_KEY_SQL).map_err(sql_error)?;
 
     let mut deltas = CounterDeltas::default();
     let mut outcomes = Vec::with_capacity(events.len());
@@ -196,6 +195,7 @@ pub(crate) fn enqueue(
         // the partial index `queue_by_hold` holds only real holds.
         let hold_until_ms = event.hold_until_ms.filter(|hold| *hold > now_ms);
         let due_ms = hold_until_ms.unwrap_or(now_ms);
+        let keys = unique_keys(&event.user_keys);
         insert
             .execute(params![
                 event.pixel_id,
@@ -207,13 +207,14 @@ pub(crate) fn enqueue(
                 now_ms,
                 due_ms,
                 hold_until_ms,
-                event.payload
+                event.payload,
+                join_keys(&keys)
             ])
             .map_err(sql_error)?;
         let row_id = conn.last_insert_rowid();
-        for key in &event.user_keys {
+        for key in keys {
             insert_key
-                .execute(params![row_id, key])
+                .execute(params![key, row_id])
                 .map_err(sql_error)?;
         }
         deltas.pixel(&event.pixel_id).queued += 1;
@@ -227,7 +228,7 @@ pub(crate) fn enqueue(
 
 /// The held copy of a key that a later copy from another source may merge
 /// into: a range of the partial index `queue_held_by_key` (held rows only).
-pub(crate) const HELD_COPY_SQL: &str = "SELECT id, source, payload FROM queue
+pub(crate) const HELD_COPY_SQL: &str = "SELECT id, source, payload, user_keys FROM queue
              WHERE pixel_id = ?1 AND event_name = ?2 AND event_id = ?3
                AND hold_until_ms > ?4 AND leased_until_ms IS NULL AND attempts = 0
                AND source <> ?5
@@ -244,7 +245,7 @@ pub(crate) fn merge_held(
     merge: MergeFn,
     now_ms: i64,
 ) -> Result<MergeOutcome, StoreError> {
-    let held: Option<(i64, EventSource, Vec<u8>)> = conn
+    let held: Option<(i64, EventSource, Vec<u8>, Option<String>)> = conn
         .prepare_cached(HELD_COPY_SQL)
         .map_err(sql_error)?
         .query_row(
@@ -255,11 +256,11 @@ pub(crate) fn merge_held(
                 now_ms,
                 request.source
             ],
-            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
         )
         .optional()
         .map_err(sql_error)?;
-    let Some((row_id, into_source, payload)) = held else {
+    let Some((row_id, into_source, payload, held_keys)) = held else {
         return Ok(MergeOutcome::NotMerged);
     };
     let merged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || merge(&payload)))
@@ -268,18 +269,23 @@ pub(crate) fn merge_held(
     let Some(merged) = merged else {
         return Ok(MergeOutcome::NotMerged);
     };
+    let mut keys: Vec<String> = split_keys(held_keys.as_deref())
+        .chain(request.user_keys.iter().map(String::as_str))
+        .map(str::to_owned)
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
     conn.prepare_cached(
-        "UPDATE queue SET payload = ?2, due_ms = ?3, hold_until_ms = NULL WHERE id = ?1",
+        "UPDATE queue SET payload = ?2, due_ms = ?3, hold_until_ms = NULL, user_keys = ?4
+         WHERE id = ?1",
     )
     .map_err(sql_error)?
-    .execute(params![row_id, merged, now_ms])
+    .execute(params![row_id, merged, now_ms, join_keys(&keys)])
     .map_err(sql_error)?;
-    let mut insert_key = conn
-        .prepare_cached("INSERT OR IGNORE INTO queue_user_keys (row_id, user_key) VALUES (?1, ?2)")
-        .map_err(sql_error)?;
+    let mut insert_key = conn.prepare_cached(INSERT_KEY_SQL).map_err(sql_error)?;
     for key in &request.user_keys {
         insert_key
-            .execute(params![row_id, key])
+            .execute(params![key, row_id])
             .map_err(sql_error)?;
     }
     conn.prepare_cached(
@@ -351,20 +357,18 @@ pub(crate) fn lease(
 /// See [`Store::ack`](crate::Store::ack).
 pub(crate) fn ack(conn: &Connection, ids: &[EventRowId], now_ms: i64) -> Result<u64, StoreError> {
     let mut delete = conn
-        .prepare_cached("DELETE FROM queue WHERE id = ?1 RETURNING pixel_id")
+        .prepare_cached("DELETE FROM queue WHERE id = ?1 RETURNING pixel_id, user_keys")
         .map_err(sql_error)?;
-    let mut delete_keys = conn
-        .prepare_cached("DELETE FROM queue_user_keys WHERE row_id = ?1")
-        .map_err(sql_error)?;
+    let mut delete_key = conn.prepare_cached(DELETE_KEY_SQL).map_err(sql_error)?;
     let mut deltas = CounterDeltas::default();
     let mut deleted = 0;
     for id in dedup_ids(ids) {
-        let pixel: Option<String> = delete
-            .query_row([id], |row| row.get(0))
+        let row: Option<(String, Option<String>)> = delete
+            .query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))
             .optional()
             .map_err(sql_error)?;
-        if let Some(pixel) = pixel {
-            delete_keys.execute([id]).map_err(sql_error)?;
+        if let Some((pixel, keys)) = row {
+            delete_keys(&mut delete_key, id, keys.as_deref())?;
             let d = deltas.pixel(&pixel);
             d.queued -= 1;
             d.delivered += 1;
@@ -423,17 +427,12 @@ pub(crate) fn dead_letter(
              RETURNING id, pixel_id",
         )
         .map_err(sql_error)?;
-    let mut copy_keys = conn
-        .prepare_cached(
-            "INSERT INTO dead_letter_user_keys (row_id, user_key)
-             SELECT ?2, user_key FROM queue_user_keys WHERE row_id = ?1",
-        )
+    let mut copy_key = conn
+        .prepare_cached("INSERT INTO dead_letter_user_keys (row_id, user_key) VALUES (?1, ?2)")
         .map_err(sql_error)?;
-    let mut delete_keys = conn
-        .prepare_cached("DELETE FROM queue_user_keys WHERE row_id = ?1")
-        .map_err(sql_error)?;
+    let mut delete_key = conn.prepare_cached(DELETE_KEY_SQL).map_err(sql_error)?;
     let mut delete = conn
-        .prepare_cached("DELETE FROM queue WHERE id = ?1")
+        .prepare_cached("DELETE FROM queue WHERE id = ?1 RETURNING user_keys")
         .map_err(sql_error)?;
 
     let mut deltas = CounterDeltas::default();
@@ -449,11 +448,15 @@ pub(crate) fn dead_letter(
         let Some((dead_letter_id, pixel)) = copied else {
             continue;
         };
-        copy_keys
-            .execute(params![id, dead_letter_id])
+        let keys: Option<String> = delete
+            .query_row([id], |row| row.get(0))
             .map_err(sql_error)?;
-        delete_keys.execute([id]).map_err(sql_error)?;
-        delete.execute([id]).map_err(sql_error)?;
+        for key in split_keys(keys.as_deref()) {
+            copy_key
+                .execute(params![dead_letter_id, key])
+                .map_err(sql_error)?;
+        }
+        delete_keys(&mut delete_key, id, keys.as_deref())?;
         let d = deltas.pixel(&pixel);
         d.queued -= 1;
         d.dead_letters += 1;
@@ -483,9 +486,13 @@ pub(crate) fn dlq_replay(
         .map_err(sql_error)?;
     let mut copy_keys = conn
         .prepare_cached(
-            "INSERT INTO queue_user_keys (row_id, user_key)
-             SELECT ?2, user_key FROM dead_letter_user_keys WHERE row_id = ?1",
+            "INSERT INTO queue_keys (user_key, row_id)
+             SELECT user_key, ?2 FROM dead_letter_user_keys WHERE row_id = ?1
+             RETURNING user_key",
         )
+        .map_err(sql_error)?;
+    let mut set_keys = conn
+        .prepare_cached("UPDATE queue SET user_keys = ?2 WHERE id = ?1")
         .map_err(sql_error)?;
     let mut delete_keys = conn
         .prepare_cached("DELETE FROM dead_letter_user_keys WHERE row_id = ?1")
@@ -506,7 +513,15 @@ pub(crate) fn dlq_replay(
         let Some((row_id, pixel)) = copied else {
             continue;
         };
-        copy_keys.execute(params![id, row_id]).map_err(sql_error)?;
+        let mut keys = copy_keys
+            .query_map(params![id, row_id], |row| row.get::<_, String>(0))
+            .map_err(sql_error)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(sql_error)?;
+        keys.sort_unstable();
+        set_keys
+            .execute(params![row_id, join_keys(&keys)])
+            .map_err(sql_error)?;
         delete_keys.execute([id]).map_err(sql_error)?;
         delete.execute([id]).map_err(sql_error)?;
         let d = deltas.pixel(&pixel);
@@ -564,28 +579,42 @@ pub(crate) fn forget(conn: &Connection, user_keys: &[String]) -> Result<ForgetRe
     let mut ledger_keys: BTreeSet<(String, String, String)> = BTreeSet::new();
 
     // Collect first, then delete: never mutate a table under an open cursor on it.
-    let queue_ids = rows_with_keys(conn, "queue_user_keys", user_keys)?;
+    let queue_ids = rows_with_keys(conn, "queue_keys", user_keys)?;
     let dead_letter_ids = rows_with_keys(conn, "dead_letter_user_keys", user_keys)?;
 
-    for (table, keys_table, ids) in [
-        ("queue", "queue_user_keys", &queue_ids),
-        ("dead_letters", "dead_letter_user_keys", &dead_letter_ids),
+    let mut delete_key = conn.prepare_cached(DELETE_KEY_SQL).map_err(sql_error)?;
+    let mut delete_dead_letter_keys = conn
+        .prepare_cached("DELETE FROM dead_letter_user_keys WHERE row_id = ?1")
+        .map_err(sql_error)?;
+    for (table, keys_column, ids) in [
+        ("queue", "user_keys", &queue_ids),
+        ("dead_letters", "NULL", &dead_letter_ids),
     ] {
         let mut delete = conn
             .prepare_cached(&format!(
-                "DELETE FROM {table} WHERE id = ?1 RETURNING pixel_id, event_name, event_id"
+                "DELETE FROM {table} WHERE id = ?1
+                 RETURNING pixel_id, event_name, event_id, {keys_column}"
             ))
             .map_err(sql_error)?;
-        let mut delete_keys = conn
-            .prepare_cached(&format!("DELETE FROM {keys_table} WHERE row_id = ?1"))
-            .map_err(sql_error)?;
         for id in ids {
-            let deleted: Option<(String, String, String)> = delete
-                .query_row([id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+            let deleted: Option<((String, String, String), Option<String>)> = delete
+                .query_row([id], |row| {
+                    Ok(((row.get(0)?, row.get(1)?, row.get(2)?), row.get(3)?))
+                })
                 .optional()
                 .map_err(sql_error)?;
-            delete_keys.execute([id]).map_err(sql_error)?;
-            let Some(key) = deleted else { continue };
+            if table == "queue" {
+                // The row's own keys, and the forgotten ones (which found
+                // this id, even if the row itself were gone).
+                let own = deleted.as_ref().and_then(|(_, keys)| keys.as_deref());
+                delete_keys(&mut delete_key, *id, own)?;
+                for key in user_keys {
+                    delete_key.execute(params![key, id]).map_err(sql_error)?;
+                }
+            } else {
+                delete_dead_letter_keys.execute([id]).map_err(sql_error)?;
+            }
+            let Some((key, _)) = deleted else { continue };
             let d = deltas.pixel(&key.0);
             if table == "queue" {
                 d.queued -= 1;
@@ -639,6 +668,55 @@ pub(crate) fn release_all_leases(conn: &Connection, now_ms: i64) -> Result<u64, 
         .map_err(sql_error)?
         .execute([now_ms])
         .map_err(sql_error)? as u64)
+}
+
+/// Adds one user key of a queued event (`?1` key, `?2` row id).
+const INSERT_KEY_SQL: &str = "INSERT OR IGNORE INTO queue_keys (user_key, row_id) VALUES (?1, ?2)";
+
+/// Removes one user key of a queued event: a primary-key probe.
+pub(crate) const DELETE_KEY_SQL: &str =
+    "DELETE FROM queue_keys WHERE user_key = ?1 AND row_id = ?2";
+
+/// An event's keys, each once, sorted.
+fn unique_keys(keys: &[String]) -> Vec<&str> {
+    let mut unique: Vec<&str> = keys.iter().map(String::as_str).collect();
+    unique.sort_unstable();
+    unique.dedup();
+    unique
+}
+
+/// `queue.user_keys` for `keys` (already unique): NULL for none.
+fn join_keys<S: AsRef<str>>(keys: &[S]) -> Option<String> {
+    let mut joined = String::new();
+    for (i, key) in keys.iter().enumerate() {
+        if i > 0 {
+            joined.push(USER_KEY_SEPARATOR);
+        }
+        joined.push_str(key.as_ref());
+    }
+    (!keys.is_empty()).then_some(joined)
+}
+
+/// The keys in a `queue.user_keys` value.
+fn split_keys(joined: Option<&str>) -> impl Iterator<Item = &str> {
+    joined
+        .into_iter()
+        .flat_map(|j| j.split(USER_KEY_SEPARATOR))
+        .filter(|k| !k.is_empty())
+}
+
+/// Removes the `queue_keys` rows of row `row_id`, whose keys are `joined`.
+fn delete_keys(
+    delete_key: &mut rusqlite::CachedStatement<'_>,
+    row_id: i64,
+    joined: Option<&str>,
+) -> Result<(), StoreError> {
+    for key in split_keys(joined) {
+        delete_key
+            .execute(params![key, row_id])
+            .map_err(sql_error)?;
+    }
+    Ok(())
 }
 
 /// The distinct row ids of `keys_table` that carry any of `user_keys`.

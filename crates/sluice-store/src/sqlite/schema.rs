@@ -18,7 +18,7 @@
 //!   non-NULL only) only so that `stats` can count leased and held rows
 //!   without scanning. A lease clears `hold_until_ms`.
 //! - `queue_user_keys (row_id, user_key)`: the hashed identifiers of each
-//!   queued event, indexed by key for `forget`.
+//!   queued event, indexed by key for `forget` (replaced in version 4).
 //! - `dead_letters` / `dead_letter_user_keys`: the same for the DLQ, plus
 //!   the reason. Their ids are a separate sequence.
 //! - `dedup_ledger`: one row per key `(pixel_id, event_name, event_id)`
@@ -39,6 +39,16 @@
 //!   events under a merge hold pay for it), for `merge_held`. The report's
 //!   groupings scan the live ledger (no extra index on the hot insert path).
 //!
+//! - Version 4 (fewer index writes per event): `queue_user_keys (row_id,
+//!   user_key)` and its index `queue_user_keys_by_key` (every key written
+//!   twice on enqueue and deleted twice on ack) become one table
+//!   `queue_keys (user_key, row_id)`, the primary key that `forget` seeks
+//!   by key, and the event's keys move into `queue.user_keys` (unique keys
+//!   joined with U+001F, which a key may not contain; NULL for none), which
+//!   `ack`, `dead_letter` and `merge_held` read to find the key rows of a
+//!   row. The DLQ keeps `dead_letter_user_keys` with its key index (a dead
+//!   letter is written once, not per event on the hot path).
+//!
 //! Sources are stored as their text name so that the `sqlite3` shell is
 //! readable for operators; payloads are BLOBs and stay opaque.
 
@@ -51,7 +61,7 @@ use crate::StoreError;
 pub(crate) const APPLICATION_ID: i64 = 0x736c_6963;
 
 /// The schema version this build writes and understands.
-pub(crate) const SCHEMA_VERSION: i64 = 3;
+pub(crate) const SCHEMA_VERSION: i64 = 4;
 
 /// Version 1: the whole schema described in the module header.
 const SCHEMA_V1: &str = r#"
@@ -163,6 +173,23 @@ CREATE INDEX queue_held_by_key ON queue (pixel_id, event_name, event_id)
     WHERE hold_until_ms IS NOT NULL;
 "#;
 
+/// Version 4: one user-key row per key and event (see the module header).
+/// Existing rows move over; their keys are joined in key order.
+const SCHEMA_V4_DELTA: &str = r#"
+ALTER TABLE queue ADD COLUMN user_keys TEXT;
+CREATE TABLE queue_keys (
+    user_key TEXT    NOT NULL,
+    row_id   INTEGER NOT NULL,
+    PRIMARY KEY (user_key, row_id)
+) WITHOUT ROWID;
+INSERT INTO queue_keys (user_key, row_id) SELECT user_key, row_id FROM queue_user_keys;
+UPDATE queue SET user_keys = (
+    SELECT group_concat(user_key, char(31)) FROM (
+        SELECT user_key FROM queue_user_keys WHERE row_id = queue.id ORDER BY user_key))
+WHERE id IN (SELECT row_id FROM queue_user_keys);
+DROP TABLE queue_user_keys;
+"#;
+
 /// Brings the file at `conn` to [`SCHEMA_VERSION`], in one transaction.
 ///
 /// Runs on the writer connection before anything else touches the file.
@@ -213,6 +240,9 @@ pub(crate) fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     if version < 3 {
         tx.execute_batch(SCHEMA_V3_DELTA).map_err(sql_error)?;
     }
+    if version < 4 {
+        tx.execute_batch(SCHEMA_V4_DELTA).map_err(sql_error)?;
+    }
 
     if version < SCHEMA_VERSION {
         // PRAGMAs take no bound parameters; both values are constants.
@@ -252,7 +282,7 @@ mod tests {
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(version, 3);
+        assert_eq!(version, SCHEMA_VERSION);
         let row: (Option<String>, i64, i64, i64) = conn
             .query_row(
                 "SELECT order_id, id_origin, merged, duplicates FROM dedup_ledger",
@@ -261,5 +291,62 @@ mod tests {
             )
             .unwrap();
         assert_eq!(row, (None, 0, 0, 1));
+    }
+
+    /// A version-3 file with queued events and their user keys: the keys
+    /// move to `queue_keys` and `queue.user_keys`, and the old table goes.
+    #[test]
+    fn version_3_files_migrate_their_user_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = Connection::open(dir.path().join("v3.db")).unwrap();
+        conn.execute_batch(SCHEMA_V1).unwrap();
+        conn.execute_batch(SCHEMA_V2_DELTA).unwrap();
+        conn.execute_batch(SCHEMA_V3_DELTA).unwrap();
+        conn.execute_batch(&format!(
+            "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = 3;
+             INSERT INTO queue (id, pixel_id, event_name, event_id, event_time, source,
+                 enqueued_ms, due_ms, payload)
+             VALUES (1, 'p1', 'Purchase', 'a', 1, 'backend', 1, 1, x''),
+                    (2, 'p1', 'Purchase', 'b', 1, 'backend', 1, 1, x''),
+                    (3, 'p1', 'Purchase', 'c', 1, 'backend', 1, 1, x'');
+             INSERT INTO queue_user_keys (row_id, user_key)
+             VALUES (1, 'kb'), (1, 'ka'), (2, 'ka');"
+        ))
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let pairs = |sql: &str| -> Vec<(rusqlite::types::Value, rusqlite::types::Value)> {
+            conn.prepare(sql)
+                .unwrap()
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        let text = |t: &str| rusqlite::types::Value::Text(t.to_owned());
+        let int = rusqlite::types::Value::Integer;
+        assert_eq!(
+            pairs("SELECT id, user_keys FROM queue ORDER BY id"),
+            [
+                (int(1), text("ka\u{1f}kb")),
+                (int(2), text("ka")),
+                (int(3), rusqlite::types::Value::Null)
+            ]
+        );
+        assert_eq!(
+            pairs("SELECT user_key, row_id FROM queue_keys"),
+            [
+                (text("ka"), int(1)),
+                (text("ka"), int(2)),
+                (text("kb"), int(1))
+            ]
+        );
+        let old: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_schema WHERE name LIKE 'queue_user_keys%'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(old, 0, "the old table and its index are gone");
     }
 }

@@ -92,6 +92,21 @@ fn releasing_every_lease_walks_only_the_leased_rows() {
 }
 
 #[test]
+fn user_key_rows_are_primary_key_probes() {
+    let (_dir, conn) = migrated();
+    for sql in [
+        ops::DELETE_KEY_SQL,
+        "SELECT row_id FROM queue_keys WHERE user_key = ?1",
+    ] {
+        let lines = assert_no_scan(&conn, sql, "queue_keys");
+        assert!(
+            lines.iter().any(|l| l.contains("PRIMARY KEY")),
+            "{lines:#?}"
+        );
+    }
+}
+
+#[test]
 fn held_copy_lookup_uses_the_partial_key_index() {
     let (_dir, conn) = migrated();
     let lines = assert_no_scan(&conn, ops::HELD_COPY_SQL, "queue");
