@@ -148,7 +148,7 @@ fn main() {
         for _ in 0..20 {
             body.begin();
             for ev in &filled {
-                body.push(ev).ok();
+                body.push(ev);
             }
             black_box(body.finish().ok());
         }

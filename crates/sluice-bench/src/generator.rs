@@ -523,7 +523,7 @@ pub fn push_dec_pad(out: &mut String, mut v: u64, width: usize) {
         buf[i] = b'0' + v as u8;
     }
     let start = i.min(buf.len() - width.min(buf.len()));
-    out.push_str(std::str::from_utf8(&buf[start..]).unwrap_or_default());
+    out.extend(buf[start..].iter().map(|&d| char::from(d)));
 }
 
 /// Decimal, no padding.
@@ -547,7 +547,7 @@ pub fn push_hex(out: &mut String, mut v: u64, width: usize) {
         }
     }
     let start = i.min(buf.len() - width.min(buf.len()));
-    out.push_str(std::str::from_utf8(&buf[start..]).unwrap_or_default());
+    out.extend(buf[start..].iter().map(|&d| char::from(d)));
 }
 
 #[cfg(test)]

@@ -9,8 +9,10 @@
 //!   check values in `tests/generator.rs`);
 //! * [`CpuPath`] fills one reused [`ServerEvent`] per raw event (strings and vectors
 //!   keep their capacity), hashes `user_data` with `sluice-normalize`, and
-//! * [`BodyWriter`] serializes the events with serde (typed, no `serde_json::Value`)
-//!   into one reused buffer as the Graph body `{"data":[…],"access_token":"…"}`.
+//! * [`BodyWriter`] serializes the events with the model's JSON writer
+//!   (`ServerEvent::write_json`, byte-identical to serde_json's typed output, no
+//!   `serde_json::Value`) into one reused buffer as the Graph body
+//!   `{"data":[…],"access_token":"…"}`.
 //!
 //! After the first batch the hot path does not allocate in [`Mode::Fields`] (the
 //! default; only `phonenumber`'s parser does, for the numbers that need it).
@@ -280,8 +282,19 @@ impl BodyWriter {
         self.events = 0;
     }
 
-    /// Append one event (typed serde serialization).
-    pub fn push<T: Serialize>(&mut self, event: &T) -> serde_json::Result<()> {
+    /// Append one event with the model's JSON writer ([`ServerEvent::write_json`]: the
+    /// same bytes as serde_json, which the tests check).
+    pub fn push(&mut self, event: &ServerEvent) {
+        if self.events > 0 {
+            self.buf.push(b',');
+        }
+        event.write_json(&mut self.buf);
+        self.events += 1;
+    }
+
+    /// Append one event through serde_json (the reference the writer is checked
+    /// against; `cpu-path --serde`).
+    pub fn push_serde<T: Serialize>(&mut self, event: &T) -> serde_json::Result<()> {
         if self.events > 0 {
             self.buf.push(b',');
         }

@@ -114,10 +114,13 @@ fn event_0_hashes_in_both_modes() {
         }
         assert_eq!(hex(HashedKey::Ln), sha256_hex("obrien").as_str());
         assert_eq!(hex(HashedKey::ExternalId), sha256_hex("ext-0").as_str());
+        let mut fast = Vec::new();
+        event.write_json(&mut fast);
+        assert_eq!(fast, serde_json::to_vec(&event).unwrap(), "writer = serde");
         let mut body = BodyWriter::new("bench-token", 0);
         body.begin();
-        body.push(&event).unwrap();
-        body.push(&event).unwrap();
+        body.push(&event);
+        body.push_serde(&event).unwrap();
         bodies.push(body.finish().unwrap().to_vec());
     }
     assert_eq!(bodies[0], bodies[1], "both modes give the same bytes");

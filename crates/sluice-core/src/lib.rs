@@ -15,6 +15,7 @@ pub mod currency;
 pub mod custom_data;
 pub mod event;
 pub mod graph_error;
+mod json;
 pub mod match_quality;
 pub mod redact;
 pub mod request;

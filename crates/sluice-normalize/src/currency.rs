@@ -7,7 +7,7 @@
 //! what we put on the wire. An unknown code would make Meta reject the whole batch.
 
 use crate::NormalizeError;
-use crate::tables::{self, currencies};
+use crate::tables;
 use crate::text::trim;
 use std::fmt;
 
@@ -48,8 +48,7 @@ pub fn normalize_currency(input: &str) -> Result<CurrencyCode, NormalizeError> {
         return Err(NormalizeError::InvalidCurrency);
     };
     let code = [a, b, c].map(|x| x.to_ascii_uppercase());
-    let text = std::str::from_utf8(&code).map_err(|_| NormalizeError::InvalidCurrency)?;
-    if code.iter().all(u8::is_ascii_uppercase) && tables::contains(currencies::CURRENCIES, text) {
+    if tables::CURRENCY_SET.contains(&code) {
         Ok(CurrencyCode(code))
     } else {
         Err(NormalizeError::InvalidCurrency)

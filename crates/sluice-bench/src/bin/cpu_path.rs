@@ -1,7 +1,10 @@
 //! `cpu-path`: the SDK benchmark workload (bench/sdk/README.md) through sluice.
 //!
 //! ```text
-//! cpu-path [EVENTS] [--mode fields|user-data]   timed run; prints one JSON line
+//! cpu-path [EVENTS] [--mode fields|user-data] [--serde]
+//!                                                timed run; prints one JSON line
+//!                                                (--serde: serde_json instead of
+//!                                                ServerEvent::write_json)
 //! cpu-path --verify [EVENTS]                     generator check values + event 0
 //! cpu-path --dump-raw K                          first K raw records (as workload.py)
 //! cpu-path --dump-events K                       first K events as sluice sends them
@@ -50,6 +53,8 @@ struct Config {
     batch: u64,
     digest: bool,
     mode: Mode,
+    /// Serialize through serde_json instead of `ServerEvent::write_json`.
+    serde: bool,
 }
 
 /// An environment knob; unset or empty means the default.
@@ -80,6 +85,7 @@ fn run(t0: Instant) -> Result<(), String> {
         digest: env_or("SDK_BENCH_DIGEST", "") == "1",
         mode: Mode::parse(&env_or("SLUICE_BENCH_MODE", "fields"))
             .ok_or("SLUICE_BENCH_MODE must be fields or user-data")?,
+        serde: false,
     };
     let mut command = None;
     let mut it = args.iter();
@@ -89,13 +95,14 @@ fn run(t0: Instant) -> Result<(), String> {
                 let m = it.next().ok_or("--mode needs a value")?;
                 cfg.mode = Mode::parse(m).ok_or("--mode must be fields or user-data")?;
             }
+            "--serde" => cfg.serde = true,
             "--verify" => command = Some(("verify", None)),
             "--dump-raw" | "--dump-events" | "--compare-sdk" => {
                 command = Some((arg.as_str(), it.next().cloned()));
             }
             "-h" | "--help" => {
                 println!(
-                    "usage: cpu-path [EVENTS] [--mode fields|user-data] | --verify [EVENTS] | \
+                    "usage: cpu-path [EVENTS] [--mode fields|user-data] [--serde] | --verify [EVENTS] | \
                      --dump-raw K | --dump-events K | --compare-sdk FILE"
                 );
                 return Ok(());
@@ -135,7 +142,11 @@ fn timed_run(cfg: &Config, t0: Instant) -> Result<(), String> {
                 .iter()
                 .map(|k| event.user_data.hashed(*k).values.len() as u64)
                 .sum::<u64>();
-            body.push(event).map_err(|e| e.to_string())?;
+            if cfg.serde {
+                body.push_serde(event).map_err(|e| e.to_string())?;
+            } else {
+                body.push(event);
+            }
         }
         n += size;
         let out = body.finish().map_err(|e| e.to_string())?;
@@ -158,6 +169,7 @@ fn timed_run(cfg: &Config, t0: Instant) -> Result<(), String> {
         cpu_seconds: proc_stats::cpu_seconds().map(|s| round(s, 4)),
         requests,
         mode: cfg.mode.as_str(),
+        writer: if cfg.serde { "serde" } else { "write_json" },
         hashes_per_event: round(hashed as f64 / cfg.events.max(1) as f64, 3),
         rejected_values: path.rejected_values,
         rejected_currencies: path.rejected_currencies,
@@ -183,6 +195,8 @@ struct RunLine {
     cpu_seconds: Option<f64>,
     requests: u64,
     mode: &'static str,
+    /// How events were serialized: `write_json` (default) or `serde`.
+    writer: &'static str,
     /// Hashed `user_data` values per event (9 when nothing is refused).
     hashes_per_event: f64,
     rejected_values: u64,

@@ -19,12 +19,63 @@ pub(crate) fn lookup(
         .map(|(_, v)| *v)
 }
 
-/// Binary search in a sorted list of codes.
-pub(crate) fn contains(table: &'static [&'static str], key: &str) -> bool {
+/// Binary search in a sorted list of codes (the reference for [`CodeSet`]).
+#[cfg(test)]
+fn contains(table: &'static [&'static str], key: &str) -> bool {
     table
         .binary_search_by(|k| k.as_bytes().cmp(key.as_bytes()))
         .is_ok()
 }
+
+/// A set of fixed-length lower- or upper-case ASCII letter codes as a bit set, for
+/// the hot look-ups (a country's alpha-2 code on every event, the currency): one
+/// index computation instead of a binary search with a string compare per step.
+/// `N` letters from `base` (`b'a'` or `b'A'`); `WORDS` = 26^N / 64 rounded up.
+pub(crate) struct CodeSet<const N: usize, const WORDS: usize> {
+    bits: [u64; WORDS],
+    base: u8,
+}
+
+impl<const N: usize, const WORDS: usize> CodeSet<N, WORDS> {
+    /// Built at compile time; a code that is not `N` letters from `base` fails the
+    /// build.
+    pub(crate) const fn new(table: &[&str], base: u8) -> Self {
+        let mut bits = [0u64; WORDS];
+        let mut i = 0;
+        while i < table.len() {
+            let code = table[i].as_bytes();
+            assert!(code.len() == N, "code of the wrong length");
+            let mut index = 0usize;
+            let mut j = 0;
+            while j < N {
+                assert!(code[j] >= base && code[j] < base + 26, "not a letter");
+                index = index * 26 + (code[j] - base) as usize;
+                j += 1;
+            }
+            bits[index / 64] |= 1 << (index % 64);
+            i += 1;
+        }
+        CodeSet { bits, base }
+    }
+
+    pub(crate) fn contains(&self, code: &[u8; N]) -> bool {
+        let mut index = 0usize;
+        for &c in code {
+            let Some(d) = c.checked_sub(self.base).filter(|d| *d < 26) else {
+                return false;
+            };
+            index = index * 26 + usize::from(d);
+        }
+        self.bits
+            .get(index / 64)
+            .is_some_and(|w| w & (1 << (index % 64)) != 0)
+    }
+}
+
+/// The assigned ISO 3166-1 alpha-2 codes, lower-case.
+pub(crate) static ALPHA2_SET: CodeSet<2, 11> = CodeSet::new(countries::ALPHA2, b'a');
+/// The ISO 4217 codes, upper-case.
+pub(crate) static CURRENCY_SET: CodeSet<3, 275> = CodeSet::new(currencies::CURRENCIES, b'A');
 
 #[cfg(test)]
 mod tests {
@@ -63,6 +114,31 @@ mod tests {
                 .map(|(k, _)| *k)
                 .collect::<Vec<_>>(),
         );
+    }
+
+    #[test]
+    fn code_sets_agree_with_the_tables() {
+        let letters = |base: u8| (0..26u8).map(move |i| base + i);
+        for a in letters(b'a').chain([b'A', b'0', b'{', 0xc3]) {
+            for b in letters(b'a').chain([b'Z', b'`']) {
+                let code = [a, b];
+                let text = String::from_utf8_lossy(&code);
+                assert_eq!(
+                    ALPHA2_SET.contains(&code),
+                    contains(countries::ALPHA2, &text),
+                    "{text}"
+                );
+                for c in letters(b'A').chain([b'a', b'@']) {
+                    let code = [a.to_ascii_uppercase(), b.to_ascii_uppercase(), c];
+                    let text = String::from_utf8_lossy(&code);
+                    assert_eq!(
+                        CURRENCY_SET.contains(&code),
+                        contains(currencies::CURRENCIES, &text),
+                        "{text}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
