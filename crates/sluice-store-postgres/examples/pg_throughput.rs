@@ -6,7 +6,7 @@
 //!
 //! ```text
 //! cargo run --release -p sluice-store-postgres --example pg_throughput -- \
-//!     [--events 50000] [--rounds 3] [--clients 128] [--soak-secs 60]
+//!     [--events 50000] [--rounds 3] [--clients 128] [--soak-secs 60 (max 3600)] [--report-secs 5]
 //! ```
 //!
 //! Workloads (700 B payloads, two user keys, unique event ids; every
@@ -22,7 +22,7 @@
 //! Backends alternate within each round (A B A B), and each run gets a
 //! fresh schema or file. With `--soak-secs` > 0 a bounded soak follows:
 //! ingest, delivery and purge run together against PostgreSQL with a 5 s
-//! dedup window, printing throughput and dead tuples every 5 s, to show
+//! dedup window, printing throughput and dead tuples every --report-secs, to show
 //! whether throughput collapses as dead rows accumulate.
 //!
 //! The server URL comes from `SLUICE_BENCH_POSTGRES_URL` (default
@@ -47,6 +47,8 @@ struct Args {
     rounds: usize,
     clients: usize,
     soak_secs: u64,
+    /// Seconds between soak table rows.
+    report_secs: u64,
     writers: usize,
 }
 
@@ -56,6 +58,7 @@ fn parse_args() -> Args {
         rounds: 3,
         clients: 128,
         soak_secs: 0,
+        report_secs: 5,
         writers: PostgresOptions::default().writers,
     };
     let mut it = std::env::args().skip(1);
@@ -65,11 +68,12 @@ fn parse_args() -> Args {
             ("--events", Some(v)) => args.events = v as usize,
             ("--rounds", Some(v)) => args.rounds = v as usize,
             ("--clients", Some(v)) => args.clients = v as usize,
-            ("--soak-secs", Some(v)) => args.soak_secs = v.min(600),
+            ("--soak-secs", Some(v)) => args.soak_secs = v.min(3600),
+            ("--report-secs", Some(v)) => args.report_secs = v.clamp(1, 600),
             ("--writers", Some(v)) => args.writers = (v as usize).clamp(1, 16),
             _ => {
                 eprintln!(
-                    "usage: pg_throughput [--events N] [--rounds N] [--clients N] [--soak-secs S] [--writers N]"
+                    "usage: pg_throughput [--events N] [--rounds N] [--clients N] [--soak-secs S (max 3600)] [--report-secs S] [--writers N]"
                 );
                 std::process::exit(2);
             }
@@ -389,10 +393,27 @@ async fn main() {
             }
         }
     }
+    if args.rounds > 0 {
+        print_rounds(&single, &batch, &delivery, &raw_insert, &raw_dequeue, &mut groups);
+    }
+    if args.soak_secs > 0 {
+        soak(args.soak_secs, args.report_secs, args.clients).await;
+    }
+}
+
+/// The table of the paired rounds (medians, spreads, ratios).
+fn print_rounds(
+    single: &[Vec<f64>; 2],
+    batch: &[Vec<f64>; 2],
+    delivery: &[Vec<f64>; 2],
+    raw_insert: &[f64],
+    raw_dequeue: &[f64],
+    groups: &mut [f64],
+) {
     let pg = Backend::Postgres as usize;
     let sq = Backend::Sqlite as usize;
-    let ri = median(&mut raw_insert.clone());
-    let rq = median(&mut raw_dequeue.clone());
+    let ri = median(&mut raw_insert.to_vec());
+    let rq = median(&mut raw_dequeue.to_vec());
     println!();
     println!(
         "| workload | postgres rows/s (median, min-max) | sqlite rows/s | pg / sqlite | pg / pg raw ceiling (same run) |"
@@ -419,21 +440,17 @@ async fn main() {
     );
     println!(
         "| pg raw dequeue x1000 (ceiling) | {rq:.0} ({}) | - | - | baseline doc: {BASELINE_DEQUEUE_ROWS_S:.0} |",
-        spread(&raw_dequeue)
+        spread(raw_dequeue)
     );
     println!(
         "\npostgres group commit, enqueue x1 runs: {:.1} requests per transaction (median)",
-        median(&mut groups)
+        median(groups)
     );
-
-    if args.soak_secs > 0 {
-        soak(args.soak_secs, args.clients).await;
-    }
 }
 
 /// Ingest, delivery and purge together for `secs` seconds, reporting
-/// every 5 s. Bounded: every loop checks the stop flag.
-async fn soak(secs: u64, clients: usize) {
+/// every `every` seconds. Bounded: every loop checks the stop flag.
+async fn soak(secs: u64, every: u64, clients: usize) {
     let schema = format!("sluice_bench_soak_{}", std::process::id());
     let store = Arc::new(
         PostgresStore::connect(
@@ -521,8 +538,8 @@ async fn soak(secs: u64, clients: usize) {
     let (mut last_e, mut last_d) = (0, 0);
     let mut t = 0;
     while t < secs {
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        t += 5;
+        tokio::time::sleep(Duration::from_secs(every)).await;
+        t += every;
         let (e, d) = (
             enqueued.load(Ordering::Relaxed),
             delivered.load(Ordering::Relaxed),
@@ -554,8 +571,8 @@ async fn soak(secs: u64, clients: usize) {
             .unwrap_or(-1);
         println!(
             "| {t} | {:.0} | {:.0} | {} | {} | {queue_dead} ({queue_vacuums}) | {} | {ledger_dead} ({ledger_vacuums}) |",
-            (e - last_e) as f64 / 5.0,
-            (d - last_d) as f64 / 5.0,
+            (e - last_e) as f64 / every as f64,
+            (d - last_d) as f64 / every as f64,
             e.saturating_sub(d),
             purged.load(Ordering::Relaxed),
             size / (1024 * 1024),
