@@ -436,7 +436,7 @@ fn print_rounds(
     }
     println!(
         "| pg raw insert x1000 (ceiling) | {ri:.0} ({}) | - | - | baseline doc: {BASELINE_INSERT_ROWS_S:.0} |",
-        spread(&raw_insert)
+        spread(raw_insert)
     );
     println!(
         "| pg raw dequeue x1000 (ceiling) | {rq:.0} ({}) | - | - | baseline doc: {BASELINE_DEQUEUE_ROWS_S:.0} |",
