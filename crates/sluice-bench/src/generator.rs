@@ -496,34 +496,15 @@ fn styled(out: &mut String, s: &str, style: u32) {
     }
 }
 
-/// "00" "01" … "99": two digits per division.
-const DIGIT_PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
-2021222324252627282930313233343536373839\
-4041424344454647484950515253545556575859\
-6061626364656667686970717273747576777879\
-8081828384858687888990919293949596979899";
-
 /// Decimal, left-padded with zeros to at least `width` digits.
 #[inline]
-pub fn push_dec_pad(out: &mut String, mut v: u64, width: usize) {
-    let mut buf = [b'0'; 20];
-    let mut i = buf.len();
-    while v >= 100 {
-        let pair = (v % 100) as usize * 2;
-        v /= 100;
-        i -= 2;
-        buf[i..i + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+pub fn push_dec_pad(out: &mut String, v: u64, width: usize) {
+    let mut buf = itoa::Buffer::new();
+    let digits = buf.format(v);
+    for _ in digits.len()..width {
+        out.push('0');
     }
-    if v >= 10 {
-        let pair = v as usize * 2;
-        i -= 2;
-        buf[i..i + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
-    } else {
-        i -= 1;
-        buf[i] = b'0' + v as u8;
-    }
-    let start = i.min(buf.len() - width.min(buf.len()));
-    out.extend(buf[start..].iter().map(|&d| char::from(d)));
+    out.push_str(digits);
 }
 
 /// Decimal, no padding.

@@ -124,25 +124,22 @@ fn write_hashed_values(values: &HashedValues, out: &mut Vec<u8>) {
 
 fn write_user_data_value(value: &UserDataValue, out: &mut Vec<u8>) {
     match value {
-        UserDataValue::Sha256(d) => write_hex(d, out),
-        UserDataValue::Md5(d) => write_hex(d, out),
+        UserDataValue::Sha256(d) => write_hex::<32, 66>(d, out),
+        UserDataValue::Md5(d) => write_hex::<16, 34>(d, out),
         UserDataValue::Verbatim(s) => write_str(s, out),
         UserDataValue::Raw(p) => write_str(p.expose(), out),
     }
 }
 
-/// Lowercase hex in quotes; hex digits never need escaping. Digests are 16 or 32
-/// bytes; the stack buffer holds up to 64.
-fn write_hex(bytes: &[u8], out: &mut Vec<u8>) {
-    let mut buf = [0u8; 130];
-    let n = bytes.len() * 2;
+/// Lowercase hex in quotes; hex digits never need escaping. `Q` is the quoted
+/// length, `2 * N + 2` (a constant size lets the copy be inlined).
+fn write_hex<const N: usize, const Q: usize>(bytes: &[u8; N], out: &mut Vec<u8>) {
+    let mut buf = [b'"'; Q];
     let encoded = buf
-        .get_mut(1..=n)
+        .get_mut(1..=2 * N)
         .is_some_and(|hex| const_hex::encode_to_slice(bytes, hex).is_ok());
-    if encoded {
-        buf[0] = b'"';
-        buf[n + 1] = b'"';
-        out.extend_from_slice(&buf[..n + 2]);
+    if encoded && Q == 2 * N + 2 {
+        out.extend_from_slice(&buf);
     } else {
         serde_into(&const_hex::encode(bytes), out);
     }
