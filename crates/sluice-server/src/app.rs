@@ -140,6 +140,7 @@ impl Gateway {
                 std::num::NonZeroU32::new(config.browser.rate_limit_per_minute)
                     .unwrap_or(std::num::NonZeroU32::MIN),
             )),
+            ingest_metrics: crate::metrics::IngestMetrics::default(),
         });
         for warning in config.browser.safari_warnings() {
             tracing::warn!(%warning, "browser endpoint");

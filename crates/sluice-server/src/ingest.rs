@@ -84,14 +84,13 @@ pub async fn ingest(
     let now_ms = state.now_ms();
     let mut outcomes: Vec<Option<ItemOutcome>> = Vec::with_capacity(items.len());
     let mut to_store: Vec<NewEvent> = Vec::new();
-    let mut stored_index: Vec<(usize, String, f32, Vec<Problem>)> = Vec::new();
+    let mut stored_index: Vec<Stored> = Vec::new();
     let mut audits: Vec<AuditRecord> = Vec::with_capacity(items.len());
     let merge_window_ms = state.config.dedup.merge_window_ms();
 
     for (index, mut item) in items.into_iter().enumerate() {
-        let pixel_label = state.pixel_label(&item.pixel_id);
-        metrics::counter!(m::EVENTS_RECEIVED, "source" => source, "pixel" => pixel_label.clone())
-            .increment(1);
+        let pixel_metrics = state.pixel_metrics(&item.pixel_id);
+        pixel_metrics.received(ctx.source).increment(1);
         let id_origin = pipeline::enrich(&mut item.event, ctx);
         let order_id = pipeline::order_id(&item.event);
         let prepared = match pipeline::check(Value::Object(item.event), ctx, &item.path) {
@@ -156,7 +155,8 @@ pub async fn ingest(
                     metrics::counter!(m::FIELDS_DROPPED, "source" => source, "code" => w.code)
                         .increment(1);
                 }
-                metrics::histogram!(m::MATCH_QUALITY, "pixel" => pixel_label)
+                pixel_metrics
+                    .match_quality()
                     .record(f64::from(prepared.match_quality));
                 let event = &prepared.event;
                 let event_id = event.event_id.clone().unwrap_or_default();
@@ -179,7 +179,13 @@ pub async fn ingest(
                     order_id,
                     event_id_origin: id_origin,
                 });
-                stored_index.push((index, event_id, prepared.match_quality, prepared.warnings));
+                stored_index.push(Stored {
+                    index,
+                    event_id,
+                    match_quality: prepared.match_quality,
+                    warnings: prepared.warnings,
+                    metrics: pixel_metrics,
+                });
                 outcomes.push(None);
             }
         }
@@ -206,10 +212,9 @@ pub async fn ingest(
         for (event, stored) in to_store.into_iter().zip(stored_index) {
             match try_merge(state, &event, window_ms).await {
                 Some(merged) => {
-                    metrics::counter!(m::EVENTS_MERGED, "source" => source, "pixel" => state.pixel_label(&event.pixel_id))
-                        .increment(1);
-                    outcomes[stored.0] = Some(ItemOutcome::Merged {
-                        event_id: stored.1,
+                    stored.metrics.merged(ctx.source).increment(1);
+                    outcomes[stored.index] = Some(ItemOutcome::Merged {
+                        event_id: stored.event_id,
                         match_quality: (f64::from(merged.0) * 10.0).round() / 10.0,
                         merged_into: merged.1.as_str().to_owned(),
                     });
@@ -224,35 +229,30 @@ pub async fn ingest(
         stored_index = kept_index;
     }
     if !to_store.is_empty() || !audit.is_empty() {
-        let labels: Vec<(String, &'static str)> = to_store
-            .iter()
-            .map(|e| {
-                (
-                    state.pixel_label(&e.pixel_id),
-                    m::event_name_label(&e.event_name),
-                )
-            })
-            .collect();
+        let names: Vec<String> = to_store.iter().map(|e| e.event_name.clone()).collect();
         let results = state
             .store
             .enqueue_with_audit(to_store, audit, state.now_ms())
             .await?;
-        for ((outcome, (index, event_id, quality, warnings)), (pixel, name)) in
-            results.into_iter().zip(stored_index).zip(labels)
-        {
+        for ((outcome, stored), name) in results.into_iter().zip(stored_index).zip(names) {
+            let Stored {
+                index,
+                event_id,
+                match_quality,
+                warnings,
+                metrics,
+            } = stored;
             outcomes[index] = Some(match outcome {
                 EnqueueOutcome::Queued { .. } => {
-                    metrics::counter!(m::EVENTS_ACCEPTED, "source" => source, "pixel" => pixel, "event_name" => name)
-                        .increment(1);
+                    metrics.accepted(ctx.source, &name).increment(1);
                     ItemOutcome::Accepted {
                         event_id,
-                        match_quality: (f64::from(quality) * 10.0).round() / 10.0,
+                        match_quality: (f64::from(match_quality) * 10.0).round() / 10.0,
                         warnings,
                     }
                 }
                 EnqueueOutcome::Duplicate { first_source, .. } => {
-                    metrics::counter!(m::EVENTS_DUPLICATE, "source" => source, "pixel" => pixel)
-                        .increment(1);
+                    metrics.duplicate(ctx.source).increment(1);
                     ItemOutcome::Duplicate {
                         event_id,
                         first_source: first_source.as_str().to_owned(),
@@ -269,6 +269,16 @@ pub async fn ingest(
             })
         })
         .collect())
+}
+
+/// An event handed to the store, and what its outcome needs.
+struct Stored {
+    /// Its position in the request.
+    index: usize,
+    event_id: String,
+    match_quality: f32,
+    warnings: Vec<Problem>,
+    metrics: Arc<crate::metrics::PixelMetrics>,
 }
 
 /// Merges a server-side copy into the held browser copy of the same event,

@@ -5,8 +5,12 @@
 //! mode, when they look like pixel ids), so a sender cannot blow up the
 //! number of series. No label ever carries personal data.
 
+use crate::pipeline::Source;
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use std::sync::OnceLock;
+use sluice_core::STANDARD_EVENTS;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
 
 pub const EVENTS_RECEIVED: &str = "sluice_events_received_total";
 pub const EVENTS_ACCEPTED: &str = "sluice_events_accepted_total";
@@ -69,9 +73,124 @@ pub fn prometheus() -> PrometheusHandle {
 
 /// The label for an event name: standard names as they are, the rest `custom`.
 pub fn event_name_label(name: &str) -> &'static str {
-    sluice_core::STANDARD_EVENTS
+    STANDARD_EVENTS
         .iter()
         .find(|s| **s == name)
         .copied()
         .unwrap_or("custom")
+}
+
+/// The per-event metric handles of the ingest path, registered on first use
+/// and kept: `metrics::counter!` with labels builds its key (label strings)
+/// and looks it up in the registry on every call, several times per event.
+/// A handle is registered only when first used, so `/metrics` shows the
+/// same series as before. Keyed by pixel label (bounded, see the header).
+#[derive(Default)]
+pub struct IngestMetrics {
+    by_pixel: RwLock<HashMap<String, Arc<PixelMetrics>>>,
+}
+
+impl IngestMetrics {
+    /// The handles of one pixel label.
+    pub fn pixel(&self, label: &str) -> Arc<PixelMetrics> {
+        if let Some(found) = self
+            .by_pixel
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(label)
+        {
+            return Arc::clone(found);
+        }
+        let mut map = self
+            .by_pixel
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        Arc::clone(
+            map.entry(label.to_owned())
+                .or_insert_with(|| Arc::new(PixelMetrics::new(label))),
+        )
+    }
+}
+
+/// A source's index in [`PixelMetrics`]' per-source slots.
+fn slot(source: Source) -> usize {
+    match source {
+        Source::Browser => 0,
+        Source::Backend => 1,
+        Source::Graph => 2,
+    }
+}
+
+/// One pixel label's handles; each registered on first use.
+pub struct PixelMetrics {
+    label: String,
+    received: [OnceLock<Counter>; 3],
+    duplicate: [OnceLock<Counter>; 3],
+    merged: [OnceLock<Counter>; 3],
+    /// Per source, per event-name label (the standard names, then `custom`).
+    accepted: [Vec<OnceLock<Counter>>; 3],
+    match_quality: OnceLock<Histogram>,
+}
+
+impl PixelMetrics {
+    fn new(label: &str) -> Self {
+        let names = || {
+            (0..=STANDARD_EVENTS.len())
+                .map(|_| OnceLock::new())
+                .collect()
+        };
+        PixelMetrics {
+            label: label.to_owned(),
+            received: Default::default(),
+            duplicate: Default::default(),
+            merged: Default::default(),
+            accepted: [names(), names(), names()],
+            match_quality: OnceLock::new(),
+        }
+    }
+
+    fn per_source<'a>(
+        &self,
+        slots: &'a [OnceLock<Counter>; 3],
+        name: &'static str,
+        source: Source,
+    ) -> &'a Counter {
+        slots[slot(source)].get_or_init(
+            || metrics::counter!(name, "source" => source.as_str(), "pixel" => self.label.clone()),
+        )
+    }
+
+    /// `sluice_events_received_total{source, pixel}`.
+    pub fn received(&self, source: Source) -> &Counter {
+        self.per_source(&self.received, EVENTS_RECEIVED, source)
+    }
+
+    /// `sluice_events_duplicate_total{source, pixel}`.
+    pub fn duplicate(&self, source: Source) -> &Counter {
+        self.per_source(&self.duplicate, EVENTS_DUPLICATE, source)
+    }
+
+    /// `sluice_events_merged_total{source, pixel}`.
+    pub fn merged(&self, source: Source) -> &Counter {
+        self.per_source(&self.merged, EVENTS_MERGED, source)
+    }
+
+    /// `sluice_events_accepted_total{source, pixel, event_name}`, the name
+    /// labelled as [`event_name_label`] does.
+    pub fn accepted(&self, source: Source, event_name: &str) -> &Counter {
+        let at = STANDARD_EVENTS
+            .iter()
+            .position(|s| *s == event_name)
+            .unwrap_or(STANDARD_EVENTS.len());
+        self.accepted[slot(source)][at].get_or_init(|| {
+            let name = STANDARD_EVENTS.get(at).copied().unwrap_or("custom");
+            metrics::counter!(EVENTS_ACCEPTED, "source" => source.as_str(), "pixel" => self.label.clone(), "event_name" => name)
+        })
+    }
+
+    /// `sluice_match_quality{pixel}`.
+    pub fn match_quality(&self) -> &Histogram {
+        self.match_quality
+            .get_or_init(|| metrics::histogram!(MATCH_QUALITY, "pixel" => self.label.clone()))
+    }
 }

@@ -80,6 +80,8 @@ pub struct AppState {
     pub consent: crate::consent_stage::ConsentStage,
     /// Per-client-IP limit on `/collect`.
     pub collect_limiter: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
+    /// The ingest path's metric handles, looked up once per series.
+    pub ingest_metrics: crate::metrics::IngestMetrics,
 }
 
 /// What `/readyz` asks beyond the store: the delivery lanes' health.
@@ -122,14 +124,24 @@ impl AppState {
 
     /// The metric label for a pixel id (bounded cardinality).
     pub fn pixel_label(&self, pixel: &str) -> String {
+        self.pixel_label_str(pixel).to_owned()
+    }
+
+    /// [`AppState::pixel_label`] without the allocation.
+    pub fn pixel_label_str<'a>(&self, pixel: &'a str) -> &'a str {
         let configured = self.config.pixel(pixel).is_some();
         let plausible =
             self.zero_config() && pixel.len() <= 20 && pixel.bytes().all(|b| b.is_ascii_digit());
         if configured || plausible {
-            pixel.to_owned()
+            pixel
         } else {
-            "other".to_owned()
+            "other"
         }
+    }
+
+    /// The metric handles of `pixel`'s label.
+    pub fn pixel_metrics(&self, pixel: &str) -> std::sync::Arc<crate::metrics::PixelMetrics> {
+        self.ingest_metrics.pixel(self.pixel_label_str(pixel))
     }
 
     pub fn test_event_code_for(&self, pixel: &str, _source: Source) -> Option<String> {

@@ -394,7 +394,14 @@ async fn main() {
         }
     }
     if args.rounds > 0 {
-        print_rounds(&single, &batch, &delivery, &raw_insert, &raw_dequeue, &mut groups);
+        print_rounds(
+            &single,
+            &batch,
+            &delivery,
+            &raw_insert,
+            &raw_dequeue,
+            &mut groups,
+        );
     }
     if args.soak_secs > 0 {
         soak(args.soak_secs, args.report_secs, args.clients).await;

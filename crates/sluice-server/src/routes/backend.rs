@@ -17,7 +17,9 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde::ser::{SerializeMap, SerializeSeq, Serializer};
+use serde_json::Value;
 use sluice_core::MAX_EVENTS_PER_REQUEST;
 use sluice_core::validate::Problem;
 use std::sync::Arc;
@@ -272,34 +274,217 @@ fn respond(results: Vec<ItemOutcome>) -> Response {
     } else {
         StatusCode::OK
     };
-    let results: Vec<Value> = results
-        .into_iter()
-        .enumerate()
-        .map(|(index, r)| {
-            let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
-            if let Value::Object(o) = &mut v {
-                o.insert("index".into(), Value::from(index));
+    let answer = Answer {
+        accepted,
+        dropped,
+        duplicates,
+        merged,
+        received: results.len(),
+        rejected,
+        results: results
+            .into_iter()
+            .enumerate()
+            .map(|(index, outcome)| Indexed { index, outcome })
+            .collect(),
+    };
+    (status, Json(answer)).into_response()
+}
+
+/// The answer, serialized straight from the outcomes (no `Value` tree).
+/// Keys come in the order the `Value` maps this replaced wrote them in
+/// (sorted), so the bytes are as before.
+#[derive(Serialize)]
+struct Answer {
+    accepted: usize,
+    dropped: usize,
+    duplicates: usize,
+    merged: usize,
+    received: usize,
+    rejected: usize,
+    results: Vec<Indexed>,
+}
+
+/// One outcome with its position in the request: the outcome's fields
+/// (as `ItemOutcome`'s `Serialize` names them) plus `index`, sorted.
+struct Indexed {
+    index: usize,
+    outcome: ItemOutcome,
+}
+
+impl Serialize for Indexed {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        let index = &self.index;
+        match &self.outcome {
+            ItemOutcome::Accepted {
+                event_id,
+                match_quality,
+                warnings,
+            } => {
+                map.serialize_entry("event_id", event_id)?;
+                map.serialize_entry("index", index)?;
+                map.serialize_entry("match_quality", match_quality)?;
+                map.serialize_entry("status", "accepted")?;
+                if !warnings.is_empty() {
+                    map.serialize_entry("warnings", &SortedProblems(warnings))?;
+                }
             }
-            v
-        })
-        .collect();
-    (
-        status,
-        Json(json!({
-            "received": results.len(),
-            "accepted": accepted,
-            "duplicates": duplicates,
-            "merged": merged,
-            "rejected": rejected,
-            "dropped": dropped,
-            "results": results,
-        })),
-    )
-        .into_response()
+            ItemOutcome::Duplicate {
+                event_id,
+                first_source,
+            } => {
+                map.serialize_entry("event_id", event_id)?;
+                map.serialize_entry("first_source", first_source)?;
+                map.serialize_entry("index", index)?;
+                map.serialize_entry("status", "duplicate")?;
+            }
+            ItemOutcome::Merged {
+                event_id,
+                match_quality,
+                merged_into,
+            } => {
+                map.serialize_entry("event_id", event_id)?;
+                map.serialize_entry("index", index)?;
+                map.serialize_entry("match_quality", match_quality)?;
+                map.serialize_entry("merged_into", merged_into)?;
+                map.serialize_entry("status", "merged")?;
+            }
+            ItemOutcome::Dropped {
+                event_id,
+                rule,
+                reasons,
+            } => {
+                map.serialize_entry("event_id", event_id)?;
+                map.serialize_entry("index", index)?;
+                map.serialize_entry("reasons", reasons)?;
+                map.serialize_entry("rule", rule)?;
+                map.serialize_entry("status", "dropped")?;
+            }
+            ItemOutcome::Rejected { problems } => {
+                map.serialize_entry("index", index)?;
+                map.serialize_entry("problems", &SortedProblems(problems))?;
+                map.serialize_entry("status", "rejected")?;
+            }
+        }
+        map.end()
+    }
+}
+
+/// Problems with their keys sorted, as a `Value` map writes them.
+struct SortedProblems<'a>(&'a [Problem]);
+
+impl Serialize for SortedProblems<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+        for problem in self.0 {
+            seq.serialize_element(&SortedProblem(problem))?;
+        }
+        seq.end()
+    }
+}
+
+struct SortedProblem<'a>(&'a Problem);
+
+impl Serialize for SortedProblem<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let p = self.0;
+        let mut map = serializer.serialize_map(Some(4))?;
+        map.serialize_entry("code", p.code)?;
+        map.serialize_entry("message", &p.message)?;
+        map.serialize_entry("path", &p.path)?;
+        map.serialize_entry("severity", &p.severity)?;
+        map.end()
+    }
 }
 
 fn dedup_sorted(mut pixels: Vec<String>) -> Vec<String> {
     pixels.sort_unstable();
     pixels.dedup();
     pixels
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The answer as it was written before: through `serde_json::Value`.
+    fn through_value(results: &[ItemOutcome]) -> String {
+        let count = |f: fn(&ItemOutcome) -> bool| results.iter().filter(|r| f(r)).count();
+        let results_json: Vec<Value> = results
+            .iter()
+            .enumerate()
+            .map(|(index, r)| {
+                let mut v = serde_json::to_value(r).unwrap();
+                v.as_object_mut()
+                    .unwrap()
+                    .insert("index".into(), Value::from(index));
+                v
+            })
+            .collect();
+        serde_json::json!({
+            "received": results.len(),
+            "accepted": count(|r| matches!(r, ItemOutcome::Accepted { .. })),
+            "duplicates": count(|r| matches!(r, ItemOutcome::Duplicate { .. })),
+            "merged": count(|r| matches!(r, ItemOutcome::Merged { .. })),
+            "rejected": count(|r| matches!(r, ItemOutcome::Rejected { .. })),
+            "dropped": count(|r| matches!(r, ItemOutcome::Dropped { .. })),
+            "results": results_json,
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn the_answer_is_byte_for_byte_what_the_value_tree_wrote() {
+        let warning = Problem::warning("invalid_email", "$.user_data.em", "em dropped: \"x\"");
+        let error = Problem::error(
+            "missing_field",
+            "data[4].event_name",
+            "event_name is required",
+        );
+        let outcomes = vec![
+            ItemOutcome::Accepted {
+                event_id: "e1".into(),
+                match_quality: 7.3,
+                warnings: vec![],
+            },
+            ItemOutcome::Accepted {
+                event_id: "e2".into(),
+                match_quality: f64::NAN,
+                warnings: vec![warning.clone(), warning],
+            },
+            ItemOutcome::Duplicate {
+                event_id: "e3".into(),
+                first_source: "browser".into(),
+            },
+            ItemOutcome::Merged {
+                event_id: "e4".into(),
+                match_quality: 9.0,
+                merged_into: "browser".into(),
+            },
+            ItemOutcome::Dropped {
+                event_id: "e5".into(),
+                rule: "eea-uk-ch-opt-in".into(),
+                reasons: vec!["no consent".into(), "eea".into()],
+            },
+            ItemOutcome::rejected(error.clone()),
+            ItemOutcome::Rejected {
+                problems: vec![error.clone(), error],
+            },
+        ];
+        let expected = through_value(&outcomes);
+        let answer = Answer {
+            accepted: 2,
+            dropped: 1,
+            duplicates: 1,
+            merged: 1,
+            received: outcomes.len(),
+            rejected: 2,
+            results: outcomes
+                .into_iter()
+                .enumerate()
+                .map(|(index, outcome)| Indexed { index, outcome })
+                .collect(),
+        };
+        assert_eq!(serde_json::to_string(&answer).unwrap(), expected);
+    }
 }
