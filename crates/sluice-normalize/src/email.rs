@@ -34,7 +34,8 @@ pub fn normalize_email(input: &str, out: &mut String) -> Result<(), NormalizeErr
         // KELVIN SIGN → `k`, which is not worth accepting).
         return Err(NormalizeError::InvalidEmail);
     }
-    out.extend(value.chars().map(|c| c.to_ascii_lowercase()));
+    out.push_str(value);
+    out.make_ascii_lowercase();
     if is_valid_address(out) {
         Ok(())
     } else {
