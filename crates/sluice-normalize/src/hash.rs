@@ -10,7 +10,51 @@ use std::fmt;
 /// SHA-256 of the UTF-8 bytes of `text`.
 #[inline]
 pub fn sha256(text: &str) -> [u8; 32] {
-    Sha256::digest(text.as_bytes()).into()
+    let bytes = text.as_bytes();
+    if bytes.len() <= ONE_BLOCK_MAX {
+        sha256_one_block(bytes)
+    } else {
+        Sha256::digest(bytes).into()
+    }
+}
+
+/// The longest message that fits one 64-byte block with its padding (a 0x80 byte
+/// and the 8-byte length).
+const ONE_BLOCK_MAX: usize = 55;
+
+/// SHA-256's initial hash value (FIPS 180-4, 5.3.3).
+const IV: [u32; 8] = [
+    0x6a09_e667,
+    0xbb67_ae85,
+    0x3c6e_f372,
+    0xa54f_f53a,
+    0x510e_527f,
+    0x9b05_688c,
+    0x1f83_d9ab,
+    0x5be0_cd19,
+];
+
+/// SHA-256 of a message of at most 55 bytes, padded by hand into one block and run
+/// through `sha2`'s compression function (SHA-NI where the CPU has it). Almost every
+/// normalized value is that short, and for one block the streaming API's buffering
+/// and finalization cost as much as the compression itself.
+fn sha256_one_block(msg: &[u8]) -> [u8; 32] {
+    let mut block = [0u8; 64];
+    if let Some(head) = block.get_mut(..msg.len()) {
+        head.copy_from_slice(msg);
+    }
+    if let Some(b) = block.get_mut(msg.len()) {
+        *b = 0x80;
+    }
+    let bits = (msg.len() as u64) * 8;
+    block[56..].copy_from_slice(&bits.to_be_bytes());
+    let mut state = IV;
+    sha2::compress256(&mut state, &[block.into()]);
+    let mut out = [0u8; 32];
+    for (chunk, word) in out.chunks_exact_mut(4).zip(state) {
+        chunk.copy_from_slice(&word.to_be_bytes());
+    }
+    out
 }
 
 /// Lower-case hex of a digest of up to 32 bytes, on the stack.
@@ -77,6 +121,29 @@ pub fn sha256_hex(text: &str) -> HexDigest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_block_path_matches_the_streaming_api_at_every_length() {
+        let mut seed = 0x2545_f491_u32;
+        for len in 0..=200 {
+            for _ in 0..8 {
+                let text: String = (0..len)
+                    .map(|_| {
+                        seed ^= seed << 13;
+                        seed ^= seed >> 17;
+                        seed ^= seed << 5;
+                        char::from(b' ' + (seed % 95) as u8)
+                    })
+                    .collect();
+                let want: [u8; 32] = Sha256::digest(text.as_bytes()).into();
+                assert_eq!(sha256(&text), want, "length {len}");
+            }
+        }
+        let multibyte = "ü".repeat(27) + "x";
+        assert_eq!(multibyte.len(), 55);
+        let want: [u8; 32] = Sha256::digest(multibyte.as_bytes()).into();
+        assert_eq!(sha256(&multibyte), want);
+    }
 
     #[test]
     fn known_digests() {
