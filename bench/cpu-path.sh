@@ -43,9 +43,11 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 
-echo "building sluice-bench (release) ..." >&2
-(cd "$root" && cargo build --quiet --release -p sluice-bench --bin cpu-path)
-bin="${CARGO_TARGET_DIR:-$root/target}/release/cpu-path"
+# The `dist` profile (Cargo.toml): release plus fat LTO and one codegen unit, the
+# build we recommend for production.
+echo "building sluice-bench (profile dist) ..." >&2
+(cd "$root" && cargo build --quiet --profile dist -p sluice-bench --bin cpu-path)
+bin="${CARGO_TARGET_DIR:-$root/target}/dist/cpu-path"
 "$root/bench/sdk/setup.sh" >&2
 if [[ "$verify" == 1 ]]; then
   env -u SDK_BENCH_SEED -u SDK_BENCH_EVENTS "$bin" --verify >&2
