@@ -226,18 +226,9 @@ pub fn finish(
             problems: wire_problems,
         });
     }
-    let payload = match serde_json::to_vec(&event) {
-        Ok(p) => p,
-        Err(_) => {
-            return Err(Rejection {
-                problems: vec![Problem::error(
-                    "internal",
-                    path,
-                    "event could not be serialized",
-                )],
-            });
-        }
-    };
+    // The model's writer: serde_json's bytes without its per-byte escape scan.
+    let mut payload = Vec::with_capacity(1024);
+    event.write_json(&mut payload);
     let match_quality = match_quality::estimate(&event.user_data).score;
     Ok(PreparedEvent {
         event,
