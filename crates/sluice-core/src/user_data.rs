@@ -116,29 +116,17 @@ impl fmt::Debug for UserDataValue {
 impl Serialize for UserDataValue {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self {
+            // Lowercase hex on the stack: no allocation on the serialization path.
             UserDataValue::Sha256(d) => {
-                let mut buf = [0u8; 64];
-                serializer.serialize_str(hex_str(d, &mut buf))
+                serializer.serialize_str(const_hex::Buffer::<32>::new().format(d))
             }
             UserDataValue::Md5(d) => {
-                let mut buf = [0u8; 32];
-                serializer.serialize_str(hex_str(d, &mut buf))
+                serializer.serialize_str(const_hex::Buffer::<16>::new().format(d))
             }
             UserDataValue::Verbatim(s) => serializer.serialize_str(s),
             UserDataValue::Raw(p) => serializer.serialize_str(p.expose()),
         }
     }
-}
-
-/// Lowercase hex into a stack buffer: no allocation on the serialization path.
-fn hex_str<'a>(bytes: &[u8], buf: &'a mut [u8]) -> &'a str {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for (i, b) in bytes.iter().enumerate() {
-        buf[2 * i] = DIGITS[(b >> 4) as usize];
-        buf[2 * i + 1] = DIGITS[(b & 0x0f) as usize];
-    }
-    // Only ASCII hex digits were written.
-    std::str::from_utf8(&buf[..bytes.len() * 2]).unwrap_or_default()
 }
 
 impl<'de> Deserialize<'de> for UserDataValue {

@@ -17,6 +17,13 @@ use std::sync::Arc;
 
 const SOURCE: &str = "admin";
 
+/// The answer of an admin handler: its value, or the error counted under `admin`.
+fn respond<T: IntoResponse>(result: Result<T, ApiError>) -> Response {
+    result
+        .map(IntoResponse::into_response)
+        .unwrap_or_else(|e| e.counted(SOURCE).into_response())
+}
+
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(key) = state.config.admin.key.as_ref() else {
         return Err(ApiError::new(
@@ -104,9 +111,7 @@ pub async fn list(
         })))
     }
     .await;
-    result
-        .map(IntoResponse::into_response)
-        .unwrap_or_else(|e| e.counted(SOURCE).into_response())
+    respond(result)
 }
 
 pub async fn show(
@@ -134,10 +139,7 @@ pub async fn show(
         }
     }
     .await;
-    let result: Result<_, ApiError> = result;
-    result
-        .map(IntoResponse::into_response)
-        .unwrap_or_else(|e| e.counted(SOURCE).into_response())
+    respond(result)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -187,9 +189,7 @@ pub async fn replay(
         Ok::<_, ApiError>(Json(json!({"replayed": replayed})))
     }
     .await;
-    result
-        .map(IntoResponse::into_response)
-        .unwrap_or_else(|e| e.counted(SOURCE).into_response())
+    respond(result)
 }
 
 /// Parses a look-back period: a number with a unit, `90s`, `30m`, `24h`,
@@ -274,9 +274,7 @@ pub async fn dedup_report(
         Ok::<_, ApiError>(Json(report))
     }
     .await;
-    result
-        .map(IntoResponse::into_response)
-        .unwrap_or_else(|e| e.counted(SOURCE).into_response())
+    respond(result)
 }
 
 #[cfg(test)]

@@ -3,24 +3,16 @@
 //! and wait on conditions with deadlines.
 #![allow(dead_code)]
 
+#[path = "../../../sluice-server/tests/common/shared.rs"]
+mod shared;
+pub use shared::*;
+
 use serde_json::{Value, json};
-use std::future::Future;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-pub const DEADLINE: Duration = Duration::from_secs(30);
-
-pub fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-/// `sluice` with a clean environment: no `SLUICE_*` variable of the caller
-/// leaks into the configuration, and logs stay quiet unless asked for.
 pub fn sluice() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
     for (name, _) in std::env::vars() {
@@ -58,35 +50,6 @@ pub fn stdout(output: &Output) -> String {
 
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-pub fn client() -> reqwest::Client {
-    sluice_delivery::client::install_crypto_provider();
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .no_proxy()
-        .build()
-        .expect("reqwest client")
-}
-
-/// Polls `check` every 20 ms until it returns `Some`, or panics after
-/// `deadline` naming `what`.
-pub async fn wait_for<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let until = tokio::time::Instant::now() + deadline;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < until,
-            "timed out after {deadline:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// A port on 127.0.0.1 that was free a moment ago.
@@ -216,23 +179,4 @@ pub fn raw_event(event_id: &str, pixel: Option<&str>) -> Value {
         event["pixel_id"] = json!(pixel);
     }
     event
-}
-
-/// `event_id`s the emulator recorded for `pixel`, in arrival order.
-pub fn delivered_ids(emulator: &sluice_emulator::Emulator, pixel: &str) -> Vec<String> {
-    emulator
-        .events_for(pixel)
-        .iter()
-        .map(|e| e.json()["event_id"].as_str().unwrap_or_default().to_owned())
-        .collect()
-}
-
-pub async fn spawn_emulator(
-    config: sluice_emulator::EmulatorConfig,
-) -> sluice_emulator::RunningEmulator {
-    let emulator = sluice_emulator::Emulator::new(config).expect("emulator config");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind 127.0.0.1:0");
-    emulator.spawn(listener).expect("spawn emulator")
 }
