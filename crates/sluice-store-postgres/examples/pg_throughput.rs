@@ -539,7 +539,7 @@ async fn soak(secs: u64, every: u64, clients: usize) {
     println!();
     println!("soak: {secs} s, ingest + 4 delivery lanes + purge every 1 s, dedup window 5 s");
     println!(
-        "| t (s) | enqueued/s | delivered/s | backlog | ledger purged (total) | queue dead tuples (vacuums) | queue MiB | ledger dead tuples (vacuums) |"
+        "| t (s) | enqueued/s | delivered/s | backlog | ledger purged (total) | queue dead tuples (vacuums) | queue MiB (part) | ledger dead tuples (vacuums) |"
     );
     println!("| --- | --- | --- | --- | --- | --- | --- | --- |");
     let (mut last_e, mut last_d) = (0, 0);
@@ -557,8 +557,9 @@ async fn soak(secs: u64, every: u64, clients: usize) {
             async move {
                 client
                     .query_one(
-                        "SELECT COALESCE(n_dead_tup, 0), vacuum_count + autovacuum_count
-                         FROM pg_stat_user_tables WHERE schemaname = $1 AND relname = $2",
+                        "SELECT COALESCE(sum(n_dead_tup), 0)::int8,
+                                COALESCE(sum(vacuum_count + autovacuum_count), 0)::int8
+                         FROM pg_stat_user_tables WHERE schemaname = $1 AND relname LIKE $2",
                         &[&schema, &table],
                     )
                     .await
@@ -566,18 +567,27 @@ async fn soak(secs: u64, every: u64, clients: usize) {
                     .unwrap_or((-1, -1))
             }
         };
-        let (queue_dead, queue_vacuums) = dead("queue").await;
+        let (queue_dead, queue_vacuums) = dead("queue_p%").await;
         let (ledger_dead, ledger_vacuums) = dead("dedup_ledger").await;
         let size: i64 = client
             .query_one(
-                "SELECT pg_total_relation_size(format('%I.queue', $1::text)::regclass)",
+                "SELECT COALESCE(sum(pg_total_relation_size(inhrelid)), 0)::int8
+                 FROM pg_inherits WHERE inhparent = format('%I.queue', $1::text)::regclass",
                 &[&schema],
             )
             .await
             .map(|r| r.get(0))
             .unwrap_or(-1);
+        let part: i64 = client
+            .query_one(
+                &format!("SELECT value FROM {schema}.store_meta WHERE key = 'queue_part'"),
+                &[],
+            )
+            .await
+            .map(|r| r.get(0))
+            .unwrap_or(-1);
         println!(
-            "| {t} | {:.0} | {:.0} | {} | {} | {queue_dead} ({queue_vacuums}) | {} | {ledger_dead} ({ledger_vacuums}) |",
+            "| {t} | {:.0} | {:.0} | {} | {} | {queue_dead} ({queue_vacuums}) | {} ({part}) | {ledger_dead} ({ledger_vacuums}) |",
             (e - last_e) as f64 / every as f64,
             (d - last_d) as f64 / every as f64,
             e.saturating_sub(d),

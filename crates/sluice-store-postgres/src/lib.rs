@@ -71,6 +71,7 @@
 //! adds server authentication (`verify-full`). See the `tls` module.
 
 mod error;
+mod rotation;
 mod rows;
 pub mod schema;
 mod sql;
@@ -82,7 +83,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI16, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -99,6 +100,7 @@ use tokio::task::JoinHandle;
 use tokio_postgres::Config;
 use tokio_postgres::types::ToSql;
 
+pub use rotation::{MOVE_MAX_ROWS, RotationReport};
 pub use schema::{MigrationReport, SCHEMA_VERSION};
 
 use crate::error::{pg_error, pool_error};
@@ -163,6 +165,12 @@ pub struct PostgresOptions {
     pub vacuum_dead_rows: u64,
     /// See [`PostgresOptions::vacuum_dead_rows`].
     pub vacuum_interval: Duration,
+    /// How long inserts go to one queue partition before a node rotates to
+    /// a drained one and truncates it (see [`PostgresStore::rotate_queue`]):
+    /// the queue's live data spans about this long plus the delivery lag,
+    /// and its dead rows never need a vacuum. Zero turns the background
+    /// rotation off (an operator or test may still call `rotate_queue`).
+    pub queue_rotate_interval: Duration,
     /// Apply the embedded migrations on connect (otherwise the schema must
     /// already be at [`SCHEMA_VERSION`]; `sluice migrate` applies them).
     pub run_migrations: bool,
@@ -193,6 +201,7 @@ impl Default for PostgresOptions {
             purge_batch_rows: DEFAULT_PURGE_BATCH_ROWS,
             vacuum_dead_rows: 100_000,
             vacuum_interval: Duration::from_secs(60),
+            queue_rotate_interval: Duration::from_secs(30),
             run_migrations: true,
             synchronous_commit: true,
             tls_root_cert: None,
@@ -236,6 +245,8 @@ struct Shared {
     vacuumed: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
     /// A maintenance vacuum is running in the background.
     vacuuming: AtomicBool,
+    /// The queue partition this node inserts into (see `rotation`).
+    queue_part: AtomicI16,
 }
 
 impl Shared {
@@ -247,6 +258,15 @@ impl Shared {
             .wrapping_add(self.shard_next.fetch_add(1, Ordering::Relaxed));
         i16::try_from(n % COUNTER_SHARDS.unsigned_abs() as u32).unwrap_or(0)
     }
+
+    /// The queue partition new events go to (see `rotation`).
+    fn queue_part(&self) -> i16 {
+        self.queue_part.load(Ordering::Relaxed)
+    }
+
+    fn set_queue_part(&self, part: i16) {
+        self.queue_part.store(part, Ordering::Relaxed);
+    }
 }
 
 /// A store on PostgreSQL. Cheap to share behind an `Arc`; many of them (in
@@ -255,6 +275,8 @@ pub struct PostgresStore {
     shared: Arc<Shared>,
     requests: std::sync::Mutex<Option<mpsc::UnboundedSender<EnqueueRequest>>>,
     writers: AsyncMutex<Vec<JoinHandle<()>>>,
+    /// The rotation loop, if `queue_rotate_interval` is not zero.
+    maintenance: Option<JoinHandle<()>>,
     closed: AtomicBool,
 }
 
@@ -306,6 +328,13 @@ impl PostgresStore {
             shard_next: AtomicU32::new(0),
             vacuumed: std::sync::Mutex::new(std::collections::HashMap::new()),
             vacuuming: AtomicBool::new(false),
+            queue_part: AtomicI16::new(0),
+        });
+        rotation::refresh(&shared).await?;
+        let maintenance = (!shared.options.queue_rotate_interval.is_zero()).then(|| {
+            let weak = Arc::downgrade(&shared);
+            let options = shared.options.clone();
+            tokio::spawn(async move { rotation::run(weak, &options).await })
         });
         let (tx, rx) = mpsc::unbounded_channel();
         let rx = Arc::new(AsyncMutex::new(rx));
@@ -317,6 +346,7 @@ impl PostgresStore {
             shared,
             requests: std::sync::Mutex::new(Some(tx)),
             writers: AsyncMutex::new(writers),
+            maintenance,
             closed: AtomicBool::new(false),
         })
     }
@@ -324,6 +354,18 @@ impl PostgresStore {
     /// The options the store was connected with.
     pub fn options(&self) -> &PostgresOptions {
         &self.shared.options
+    }
+
+    /// Rotates the queue now if another partition has drained (see
+    /// [`PostgresOptions::queue_rotate_interval`], which the background
+    /// loop waits for; this call does not): truncates it and makes it the
+    /// one new events go to. A partition still holding events is never
+    /// truncated; once the oldest one is down to [`MOVE_MAX_ROWS`] events,
+    /// its unleased events are first moved, ids unchanged, to the current
+    /// partition. Safe on any node at any time; one node rotates at once.
+    pub async fn rotate_queue(&self, now_ms: i64) -> Result<RotationReport, StoreError> {
+        self.ensure_open()?;
+        rotation::rotate(&self.shared, now_ms, true).await
     }
 
     /// How many group transactions and enqueue calls were committed.
@@ -388,7 +430,8 @@ impl Shared {
             .query(
                 "SELECT relname::text FROM pg_catalog.pg_stat_user_tables
                  WHERE schemaname = $1
-                   AND relname IN ('queue', 'dedup_ledger', 'lease_batches', 'pixel_counters')
+                   AND (relname IN ('dedup_ledger', 'lease_batches', 'pixel_counters')
+                        OR relname LIKE 'queue\\_p_')
                    AND n_dead_tup >= $2 AND n_dead_tup * 5 >= n_live_tup",
                 &[&self.options.schema, &threshold],
             )
@@ -476,6 +519,23 @@ pub async fn migrate(url: &str, schema: &str) -> Result<MigrationReport, StoreEr
     schema::migrate(&mut client, schema).await
 }
 
+/// Applies the embedded migrations up to `version` only: for tests of
+/// the migrations themselves (a node needs [`SCHEMA_VERSION`]).
+#[doc(hidden)]
+pub async fn migrate_to_version(
+    url: &str,
+    schema: &str,
+    version: i64,
+) -> Result<MigrationReport, StoreError> {
+    schema::validate_schema_name(schema)?;
+    let options = PostgresOptions {
+        schema: schema.to_owned(),
+        ..PostgresOptions::default()
+    };
+    let mut client = connect_one(url, &options).await?;
+    schema::migrate_to(&mut client, schema, version).await
+}
+
 /// Drops `schema` and everything in it. For tests and for decommissioning;
 /// never called by the gateway.
 pub async fn drop_schema(url: &str, schema: &str) -> Result<(), StoreError> {
@@ -485,8 +545,11 @@ pub async fn drop_schema(url: &str, schema: &str) -> Result<(), StoreError> {
         ..PostgresOptions::default()
     };
     let client = connect_one(url, &options).await?;
+    // Dropping a large queue can outlast the usual statement timeout.
     client
-        .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .batch_execute(&format!(
+            "SET statement_timeout = 0; DROP SCHEMA IF EXISTS {schema} CASCADE"
+        ))
         .await
         .map_err(pg_error)
 }
@@ -816,7 +879,13 @@ impl Store for PostgresStore {
         let shard = self.shared.next_shard();
         self.query_count(
             &self.shared.sql.dlq_replay,
-            &[&ids, &test_event_code, &now_ms, &shard],
+            &[
+                &ids,
+                &test_event_code,
+                &now_ms,
+                &shard,
+                &self.shared.queue_part(),
+            ],
         )
         .await
     }
@@ -1100,9 +1169,22 @@ impl Store for PostgresStore {
             return Ok(ForgetReport::default());
         }
         let shard = self.shared.next_shard();
-        let rows = self
-            .query(&self.shared.sql.forget, &[&keys, &shard])
-            .await?;
+        // Under the lock that queue rotation takes to move events between
+        // partitions, so no event is in flight where this cannot see it.
+        let mut client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&self.shared.sql.forget)
+            .await
+            .map_err(pg_error)?;
+        let tx = client.transaction().await.map_err(pg_error)?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1)",
+            &[&rotation::move_lock_key(&self.shared.options.schema)],
+        )
+        .await
+        .map_err(pg_error)?;
+        let rows = tx.query(&stmt, &[&keys, &shard]).await.map_err(pg_error)?;
+        tx.commit().await.map_err(pg_error)?;
         let row = rows.first().ok_or_else(|| StoreError::Backend {
             message: "forget returned no row".to_owned(),
         })?;
@@ -1200,6 +1282,9 @@ impl Store for PostgresStore {
 
     async fn close(&self) -> Result<(), StoreError> {
         self.closed.store(true, Ordering::Release);
+        if let Some(maintenance) = &self.maintenance {
+            maintenance.abort();
+        }
         // Dropping the sender lets the writers drain what was sent, commit
         // it, answer, and stop.
         drop(

@@ -1,6 +1,6 @@
 //! The PostgreSQL schema, its embedded migrations, and how they are applied.
 //!
-//! # Tables (schema version 2)
+//! # Tables (schema version 4)
 //!
 //! Every table lives in one PostgreSQL schema (`sluice` by default), so
 //! several gateways, or a gateway and its tests, can share a database.
@@ -8,8 +8,13 @@
 //! the same order as Rust's `str` and SQLite's `BINARY`, and cheaper to
 //! compare.
 //!
-//! - `queue`: one row per event waiting for delivery; `id` is an identity
-//!   column, so ids are never reused and grow with arrival. Indexed by
+//! - `queue`: one row per event waiting for delivery, list-partitioned on
+//!   `part` into `QUEUE_PARTS` tables `queue_p0…` that take inserts in
+//!   turn and are truncated once drained (version 4, see `rotation`).
+//!   `id` comes from the sequence `queue_ids`, so ids are never reused
+//!   and grow with arrival; the primary key is `(id, part)` because a
+//!   partitioned table's unique keys must contain the partition key, and
+//!   it serves `id = ANY(…)` probes on its leading column. Indexed by
 //!   `(pixel_id, due_ms, (id + 0))` (the lease scan, in lease order; see
 //!   below for the `+ 0`) and `hold_until_ms` (partial,
 //!   for `stats`). `user_keys` is deliberately *not* indexed: a GIN index
@@ -73,7 +78,10 @@
 //! # Vacuum
 //!
 //! The queue is insert-then-delete and the ledger insert-then-purge, so
-//! dead tuples are the main threat to throughput. The hot tables get
+//! dead tuples are the main threat to throughput. The queue's are
+//! reclaimed wholesale by truncating drained partitions (`rotation`),
+//! which needs no vacuum at all; vacuum remains the fallback for a
+//! partition that stays current through a long backlog. The hot tables get
 //! autovacuum thresholds in absolute rows (scale factor 0): the default
 //! 20 % of a small live table would let a busy queue accumulate millions of
 //! dead tuples between runs. Purges delete in bounded batches through the
@@ -94,7 +102,10 @@ use tokio_postgres::Client;
 use crate::error::pg_error;
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
+
+/// How many partitions the queue rotates through (see the module header).
+pub(crate) const QUEUE_PARTS: i16 = 4;
 
 /// How many counter rows each pixel may have (see the module header).
 pub(crate) const COUNTER_SHARDS: i16 = 16;
@@ -108,6 +119,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "dual tracking: ledger order id, id origin and merges; held rows by key",
         V3,
+    ),
+    (
+        4,
+        "queue in rotating partitions, truncated when drained",
+        V4,
     ),
 ];
 
@@ -249,6 +265,85 @@ CREATE INDEX queue_held_by_key ON {s}.queue (pixel_id, event_name, event_id)
     WHERE hold_until_ms IS NOT NULL;
 "#;
 
+/// Version 4: the queue becomes `QUEUE_PARTS` list partitions on `part`
+/// (see the module header). Rows of a version-3 queue move into partition
+/// 0 with their ids, and the new id sequence starts past the old identity,
+/// so no id is ever handed out twice. The primary key must contain the
+/// partition key; `(id, part)` still serves every `id = ANY(…)` probe.
+const V4: &str = r#"
+ALTER TABLE {s}.queue RENAME TO queue_v3;
+ALTER INDEX {s}.queue_pkey RENAME TO queue_v3_pkey;
+ALTER INDEX {s}.queue_by_pixel_due RENAME TO queue_v3_by_pixel_due;
+ALTER INDEX {s}.queue_by_hold RENAME TO queue_v3_by_hold;
+ALTER INDEX {s}.queue_held_by_key RENAME TO queue_v3_held_by_key;
+CREATE SEQUENCE {s}.queue_ids;
+SELECT setval('{s}.queue_ids',
+              nextval(pg_get_serial_sequence('{s}.queue_v3', 'id')::regclass));
+CREATE TABLE {s}.queue (
+    id               bigint NOT NULL DEFAULT nextval('{s}.queue_ids'),
+    part             smallint NOT NULL,
+    pixel_id         text COLLATE "C" NOT NULL,
+    due_ms           bigint NOT NULL,
+    hold_until_ms    bigint,
+    enqueued_ms      bigint NOT NULL,
+    event_time       bigint NOT NULL,
+    attempts         integer NOT NULL DEFAULT 0,
+    leased_until_ms  bigint,
+    lease_batch      bigint,
+    source           text COLLATE "C" NOT NULL,
+    event_name       text COLLATE "C" NOT NULL,
+    event_id         text COLLATE "C" NOT NULL,
+    test_event_code  text,
+    last_error       text,
+    user_keys        text[] NOT NULL DEFAULT '{}',
+    payload          bytea NOT NULL,
+    PRIMARY KEY (id, part)
+) PARTITION BY LIST (part);
+ALTER SEQUENCE {s}.queue_ids OWNED BY {s}.queue.id;
+CREATE TABLE {s}.queue_p0 PARTITION OF {s}.queue FOR VALUES IN (0)
+    WITH (
+    fillfactor = 70,
+    autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 20000,
+    autovacuum_vacuum_insert_scale_factor = 0, autovacuum_vacuum_insert_threshold = 100000,
+    autovacuum_analyze_scale_factor = 0, autovacuum_analyze_threshold = 50000,
+    autovacuum_vacuum_cost_delay = 1);
+CREATE TABLE {s}.queue_p1 PARTITION OF {s}.queue FOR VALUES IN (1)
+    WITH (
+    fillfactor = 70,
+    autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 20000,
+    autovacuum_vacuum_insert_scale_factor = 0, autovacuum_vacuum_insert_threshold = 100000,
+    autovacuum_analyze_scale_factor = 0, autovacuum_analyze_threshold = 50000,
+    autovacuum_vacuum_cost_delay = 1);
+CREATE TABLE {s}.queue_p2 PARTITION OF {s}.queue FOR VALUES IN (2)
+    WITH (
+    fillfactor = 70,
+    autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 20000,
+    autovacuum_vacuum_insert_scale_factor = 0, autovacuum_vacuum_insert_threshold = 100000,
+    autovacuum_analyze_scale_factor = 0, autovacuum_analyze_threshold = 50000,
+    autovacuum_vacuum_cost_delay = 1);
+CREATE TABLE {s}.queue_p3 PARTITION OF {s}.queue FOR VALUES IN (3)
+    WITH (
+    fillfactor = 70,
+    autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 20000,
+    autovacuum_vacuum_insert_scale_factor = 0, autovacuum_vacuum_insert_threshold = 100000,
+    autovacuum_analyze_scale_factor = 0, autovacuum_analyze_threshold = 50000,
+    autovacuum_vacuum_cost_delay = 1);
+CREATE INDEX queue_by_pixel_due ON {s}.queue (pixel_id, due_ms, (id + 0));
+CREATE INDEX queue_by_hold ON {s}.queue (hold_until_ms) WHERE hold_until_ms IS NOT NULL;
+CREATE INDEX queue_held_by_key ON {s}.queue (pixel_id, event_name, event_id)
+    WHERE hold_until_ms IS NOT NULL;
+INSERT INTO {s}.queue
+    (id, part, pixel_id, due_ms, hold_until_ms, enqueued_ms, event_time, attempts,
+     leased_until_ms, lease_batch, source, event_name, event_id, test_event_code, last_error,
+     user_keys, payload)
+SELECT id, 0, pixel_id, due_ms, hold_until_ms, enqueued_ms, event_time, attempts,
+       leased_until_ms, lease_batch, source, event_name, event_id, test_event_code, last_error,
+       user_keys, payload
+FROM {s}.queue_v3;
+DROP TABLE {s}.queue_v3;
+INSERT INTO {s}.store_meta (key, value) VALUES ('queue_part', 0), ('queue_part_since_ms', 0);
+"#;
+
 /// What [`crate::migrate`] found and did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MigrationReport {
@@ -287,8 +382,13 @@ pub(crate) fn with_schema(sql: &str, schema: &str) -> String {
 /// hash of the schema name, so that migrations of different schemas in one
 /// database do not wait for each other.
 fn migration_lock_key(schema: &str) -> i64 {
+    lock_key("sluice-migrate:", schema)
+}
+
+/// A stable advisory-lock key for `purpose` in `schema` (FNV-1a).
+pub(crate) fn lock_key(purpose: &str, schema: &str) -> i64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in "sluice-migrate:".bytes().chain(schema.bytes()) {
+    for byte in purpose.bytes().chain(schema.bytes()) {
         hash ^= u64::from(byte);
         hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
     }
@@ -299,6 +399,16 @@ fn migration_lock_key(schema: &str) -> i64 {
 pub(crate) async fn migrate(
     client: &mut Client,
     schema: &str,
+) -> Result<MigrationReport, StoreError> {
+    migrate_to(client, schema, SCHEMA_VERSION).await
+}
+
+/// Brings `schema` to version `target` (at most [`SCHEMA_VERSION`]); tests
+/// use an older target to check the migrations that follow it.
+pub(crate) async fn migrate_to(
+    client: &mut Client,
+    schema: &str,
+    target: i64,
 ) -> Result<MigrationReport, StoreError> {
     validate_schema_name(schema)?;
     let tx = client.transaction().await.map_err(pg_error)?;
@@ -355,7 +465,7 @@ pub(crate) async fn migrate(
         schema,
     );
     for (version, description, sql) in MIGRATIONS {
-        if *version <= from {
+        if *version <= from || *version > target {
             continue;
         }
         tx.batch_execute(&with_schema(sql, schema))
@@ -366,18 +476,11 @@ pub(crate) async fn migrate(
             .map_err(pg_error)?;
     }
     tx.commit().await.map_err(pg_error)?;
-    if from < SCHEMA_VERSION {
-        tracing::info!(
-            schema,
-            from,
-            to = SCHEMA_VERSION,
-            "migrated postgres store schema"
-        );
+    let to = from.max(target.min(SCHEMA_VERSION));
+    if from < to {
+        tracing::info!(schema, from, to, "migrated postgres store schema");
     }
-    Ok(MigrationReport {
-        from,
-        to: SCHEMA_VERSION,
-    })
+    Ok(MigrationReport { from, to })
 }
 
 /// Fails unless `schema` is at exactly [`SCHEMA_VERSION`] (for nodes told

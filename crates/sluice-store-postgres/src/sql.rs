@@ -75,6 +75,8 @@ const DEAD_LETTERS_GONE: &str = "
 /// - `$32-$33`, one element per key like `$1-$7`: the order id (NULL if no
 ///   copy carried one) and the first copy's `EventIdOrigin` code. A live
 ///   entry keeps its order id and only fills it in when it had none.
+/// - `$34` the queue partition to insert into (the node's current one, see
+///   `schema`).
 ///
 /// A key's `ON CONFLICT DO UPDATE` either restarts an expired entry (the
 /// round's copy wins) or records the round's copies as duplicates of the
@@ -131,9 +133,9 @@ const ENQUEUE_ROUND: &str = "
                                  user_keys, payload, ord)),
     inserted AS (
         INSERT INTO {s}.queue
-            (pixel_id, due_ms, hold_until_ms, enqueued_ms, event_time, source,
+            (part, pixel_id, due_ms, hold_until_ms, enqueued_ms, event_time, source,
              event_name, event_id, test_event_code, user_keys, payload)
-        SELECT e.pixel_id, e.due_ms, e.hold_until_ms, e.enqueued_ms, e.event_time, e.source,
+        SELECT $34::int2, e.pixel_id, e.due_ms, e.hold_until_ms, e.enqueued_ms, e.event_time, e.source,
                e.event_name, e.event_id, e.test_event_code,
                string_to_array(e.user_keys, chr(31)), e.payload
         FROM e
@@ -287,15 +289,15 @@ impl Sql {
                 ),
                 "$6",
             ),
-            // $1 ids, $2 test_event_code, $3 now, $4 shard.
+            // $1 ids, $2 test_event_code, $3 now, $4 shard, $5 queue partition.
             dlq_replay: with_shard(
                 "WITH gone AS (
                     DELETE FROM {s}.dead_letters WHERE id = ANY($1::int8[]) RETURNING *),
                 back AS (
                     INSERT INTO {s}.queue
-                        (pixel_id, due_ms, enqueued_ms, event_time, source, event_name, event_id,
-                         test_event_code, user_keys, payload)
-                    SELECT pixel_id, $3, enqueued_ms, event_time, source, event_name, event_id,
+                        (part, pixel_id, due_ms, enqueued_ms, event_time, source, event_name,
+                         event_id, test_event_code, user_keys, payload)
+                    SELECT $5::int2, pixel_id, $3, enqueued_ms, event_time, source, event_name, event_id,
                            COALESCE($2::text, test_event_code), user_keys, payload
                     FROM gone ORDER BY gone.id
                     RETURNING 1),

@@ -485,6 +485,7 @@ async fn commit_round<C: GenericClient + Sync>(
                 &a_record,
                 &k_order,
                 &k_origin,
+                &shared.queue_part(),
             ],
         )
         .await
