@@ -1,6 +1,6 @@
 //! Queue rotation: inserts go to one of [`QUEUE_PARTS`] partitions at a
-//! time, and a partition that has drained is `TRUNCATE`d before it takes
-//! inserts again.
+//! time, and a partition that has drained is `TRUNCATE`d, so the queue's
+//! dead rows never wait for a vacuum.
 //!
 //! # Why
 //!
@@ -18,11 +18,20 @@
 //! became current (`queue_part_since_ms`). Each node caches the current
 //! partition and refreshes it on every maintenance tick. Once the current
 //! partition has been current for [`PostgresOptions::queue_rotate_interval`],
-//! one node (the one that wins a try-advisory lock) looks for another
-//! partition with no rows, oldest first, takes its `ACCESS EXCLUSIVE` lock
-//! (waiting at most [`LOCK_WAIT`], so leases stall for at most that long),
-//! checks under that lock that it is still empty, truncates it, and makes
-//! it current, all in one transaction.
+//! a node makes another partition with no events current, oldest first,
+//! truncating it on the way; on every tick it also truncates the other
+//! partitions that have drained since. A truncation takes the partition's
+//! `ACCESS EXCLUSIVE` lock (waiting at most [`LOCK_WAIT`], so leases and
+//! acks stall for at most that long), checks under that lock that the
+//! partition is still empty, truncates it and commits at once. One
+//! truncation at a time per schema (a try-advisory lock), and the check
+//! that needs a scan over the partition's dead rows runs first without the
+//! lock.
+//!
+//! Measured in a 3-minute soak at 14–24k events/s (`pg_throughput
+//! --soak-secs 180`): the queue stayed at 166–877 MiB and delivery kept
+//! pace; the same soak with inserts rotating but partitions truncated only
+//! when reused held 2.7–3.5 GB.
 //!
 //! Correctness does not depend on nodes agreeing on the current partition:
 //! a partition is truncated only when it holds no rows under its exclusive
@@ -46,6 +55,7 @@ use std::time::Duration;
 
 use sluice_store::StoreError;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, GenericClient};
 
 use crate::error::{pg_error, pool_error};
 use crate::schema::{QUEUE_PARTS, lock_key};
@@ -70,6 +80,8 @@ pub struct RotationReport {
     pub rotated_to: Option<i16>,
     /// Events moved out of the oldest partition into the current one.
     pub moved: u64,
+    /// Partitions truncated: the new current one, and others found drained.
+    pub truncated: u32,
 }
 
 /// The advisory-lock key of rotations of `schema` (one rotator at a time).
@@ -109,25 +121,68 @@ fn part_from(value: i64) -> Result<i16, StoreError> {
         })
 }
 
-/// Rotates if the current partition is due (or `force`), and refreshes
-/// the node's cache either way.
+/// Rotates if the current partition is due (or `force`), truncates the
+/// other partitions that have drained since they were last truncated, and
+/// refreshes the node's cache.
+///
+/// Each truncation is its own short transaction: its exclusive lock stalls
+/// leases and acks, which touch every partition, until it commits. Proving
+/// a partition empty can take long (a scan over every dead row it
+/// collected), so that is done first without the lock, and again, by then
+/// cheaply, under it.
 pub(crate) async fn rotate(
     shared: &Shared,
     now_ms: i64,
     force: bool,
 ) -> Result<RotationReport, StoreError> {
     let schema = shared.options.schema.as_str();
-    let mut client = shared.pool.get().await.map_err(pool_error)?;
-    let tx = client.transaction().await.map_err(pg_error)?;
-    let won: bool = tx
-        .query_one(
-            "SELECT pg_try_advisory_xact_lock($1)",
-            &[&rotate_lock_key(schema)],
-        )
-        .await
-        .map_err(pg_error)?
-        .get(0);
-    let meta = tx
+    let mut pooled = shared.pool.get().await.map_err(pool_error)?;
+    let client: &mut Client = &mut pooled;
+    let (current, since_ms) = read_meta(client, schema).await?;
+    let interval_ms =
+        i64::try_from(shared.options.queue_rotate_interval.as_millis()).unwrap_or(i64::MAX);
+    let due = force || now_ms.saturating_sub(since_ms) >= interval_ms;
+    let mut report = RotationReport {
+        current,
+        ..RotationReport::default()
+    };
+    if due {
+        let oldest = (current + 1) % QUEUE_PARTS;
+        report.moved = move_stragglers(client, schema, oldest, current, now_ms).await?;
+    }
+    for step in 1..QUEUE_PARTS {
+        let candidate = (current + step) % QUEUE_PARTS;
+        let becomes_current = due && report.rotated_to.is_none();
+        if !becomes_current && relation_size(client, schema, candidate).await? == 0 {
+            continue;
+        }
+        if occupied(client, schema, candidate).await? {
+            continue;
+        }
+        match truncate(client, schema, candidate, becomes_current.then_some(now_ms)).await? {
+            Truncated::Yes => {
+                report.truncated += 1;
+                if becomes_current {
+                    report.rotated_to = Some(candidate);
+                    report.current = candidate;
+                }
+            }
+            Truncated::Busy => {}
+            Truncated::OtherRotator => break,
+        }
+    }
+    let (current, _) = read_meta(client, schema).await?;
+    shared.set_queue_part(current);
+    report.current = current;
+    if report.truncated > 0 {
+        tracing::debug!(schema, ?report, "rotated the queue");
+    }
+    Ok(report)
+}
+
+/// The current partition and since when, from `store_meta`.
+async fn read_meta(client: &impl GenericClient, schema: &str) -> Result<(i16, i64), StoreError> {
+    let meta = client
         .query(
             &format!(
                 "SELECT key, value FROM {schema}.store_meta
@@ -150,95 +205,108 @@ pub(crate) async fn rotate(
     let current = current.ok_or_else(|| StoreError::Corrupt {
         message: "store_meta has no queue_part".to_owned(),
     })?;
-    let interval_ms =
-        i64::try_from(shared.options.queue_rotate_interval.as_millis()).unwrap_or(i64::MAX);
-    let due = force || now_ms.saturating_sub(since_ms) >= interval_ms;
-    if !won || !due {
-        tx.commit().await.map_err(pg_error)?;
-        shared.set_queue_part(current);
-        return Ok(RotationReport {
-            current,
-            ..RotationReport::default()
-        });
-    }
+    Ok((current, since_ms))
+}
 
+async fn relation_size(
+    client: &impl GenericClient,
+    schema: &str,
+    part: i16,
+) -> Result<i64, StoreError> {
+    Ok(client
+        .query_one(
+            &format!("SELECT pg_relation_size('{schema}.queue_p{part}')"),
+            &[],
+        )
+        .await
+        .map_err(pg_error)?
+        .get(0))
+}
+
+async fn occupied(
+    client: &impl GenericClient,
+    schema: &str,
+    part: i16,
+) -> Result<bool, StoreError> {
+    Ok(client
+        .query_one(
+            &format!("SELECT EXISTS (SELECT 1 FROM {schema}.queue_p{part})"),
+            &[],
+        )
+        .await
+        .map_err(pg_error)?
+        .get(0))
+}
+
+enum Truncated {
+    Yes,
+    /// The partition's lock was not free in time, or it holds events now.
+    Busy,
+    /// Another node is rotating, or has rotated since we looked.
+    OtherRotator,
+}
+
+/// Truncates `part` if it holds no events under its exclusive lock; with
+/// `make_current_at`, also makes it the current partition, as of then.
+async fn truncate(
+    client: &mut Client,
+    schema: &str,
+    part: i16,
+    make_current_at: Option<i64>,
+) -> Result<Truncated, StoreError> {
+    let before = read_meta(client, schema).await?.0;
+    let tx = client.transaction().await.map_err(pg_error)?;
+    let won: bool = tx
+        .query_one(
+            "SELECT pg_try_advisory_xact_lock($1)",
+            &[&rotate_lock_key(schema)],
+        )
+        .await
+        .map_err(pg_error)?
+        .get(0);
+    if !won || read_meta(&tx, schema).await?.0 != before || before == part {
+        return Ok(Truncated::OtherRotator);
+    }
     tx.batch_execute(&format!("SET LOCAL lock_timeout = '{LOCK_WAIT}'"))
         .await
         .map_err(pg_error)?;
-    let oldest = (current + 1) % QUEUE_PARTS;
-    let moved = move_stragglers(&tx, schema, oldest, current, now_ms).await?;
-
-    let mut rotated_to = None;
-    for step in 1..QUEUE_PARTS {
-        let candidate = (current + step) % QUEUE_PARTS;
-        // A savepoint per candidate: rolling back to it releases the
-        // exclusive lock of a partition that turned out not to be empty.
-        tx.batch_execute("SAVEPOINT candidate")
-            .await
-            .map_err(pg_error)?;
-        match tx
-            .batch_execute(&format!(
-                "LOCK TABLE {schema}.queue_p{candidate} IN ACCESS EXCLUSIVE MODE"
-            ))
-            .await
-        {
-            Ok(()) => {}
-            Err(error) if error.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
-                tx.batch_execute("ROLLBACK TO SAVEPOINT candidate")
-                    .await
-                    .map_err(pg_error)?;
-                continue;
-            }
-            Err(error) => return Err(pg_error(error)),
-        }
-        let occupied: bool = tx
-            .query_one(
-                &format!("SELECT EXISTS (SELECT 1 FROM {schema}.queue_p{candidate})"),
-                &[],
-            )
-            .await
-            .map_err(pg_error)?
-            .get(0);
-        if occupied {
-            tx.batch_execute("ROLLBACK TO SAVEPOINT candidate")
-                .await
-                .map_err(pg_error)?;
-            continue;
-        }
-        tx.batch_execute(&format!(
-            "TRUNCATE {schema}.queue_p{candidate};
-             UPDATE {schema}.store_meta SET value = {candidate} WHERE key = 'queue_part';
-             UPDATE {schema}.store_meta SET value = {now_ms} WHERE key = 'queue_part_since_ms';
-             RELEASE SAVEPOINT candidate"
+    match tx
+        .batch_execute(&format!(
+            "LOCK TABLE {schema}.queue_p{part} IN ACCESS EXCLUSIVE MODE"
         ))
         .await
-        .map_err(pg_error)?;
-        rotated_to = Some(candidate);
-        break;
+    {
+        Ok(()) => {}
+        Err(error) if error.code() == Some(&SqlState::LOCK_NOT_AVAILABLE) => {
+            return Ok(Truncated::Busy);
+        }
+        Err(error) => return Err(pg_error(error)),
     }
+    if occupied(&tx, schema, part).await? {
+        return Ok(Truncated::Busy);
+    }
+    let mut sql = format!("TRUNCATE {schema}.queue_p{part};");
+    if let Some(now_ms) = make_current_at {
+        sql.push_str(&format!(
+            "UPDATE {schema}.store_meta SET value = {part} WHERE key = 'queue_part';
+             UPDATE {schema}.store_meta SET value = {now_ms} WHERE key = 'queue_part_since_ms';"
+        ));
+    }
+    tx.batch_execute(&sql).await.map_err(pg_error)?;
     tx.commit().await.map_err(pg_error)?;
-    let current = rotated_to.unwrap_or(current);
-    shared.set_queue_part(current);
-    if let Some(part) = rotated_to {
-        tracing::debug!(schema, part, moved, "rotated the queue");
-    }
-    Ok(RotationReport {
-        current,
-        rotated_to,
-        moved,
-    })
+    Ok(Truncated::Yes)
 }
 
 /// Moves the unleased events of partition `from` into `to` when `from`
 /// holds at most [`MOVE_MAX_ROWS`] events; answers how many moved.
 async fn move_stragglers(
-    tx: &tokio_postgres::Transaction<'_>,
+    client: &mut Client,
     schema: &str,
     from: i16,
     to: i16,
     now_ms: i64,
 ) -> Result<u64, StoreError> {
-    let remaining: i64 = tx
+    let remaining: i64 = client
         .query_one(
             &format!("SELECT count(*) FROM (SELECT 1 FROM {schema}.queue_p{from} LIMIT $1) AS r"),
             &[&(MOVE_MAX_ROWS + 1)],
@@ -249,6 +317,7 @@ async fn move_stragglers(
     if remaining == 0 || remaining > MOVE_MAX_ROWS {
         return Ok(0);
     }
+    let tx = client.transaction().await.map_err(pg_error)?;
     // Waits for a running `forget` (see the module header).
     tx.execute(
         "SELECT pg_advisory_xact_lock($1)",
@@ -280,6 +349,7 @@ async fn move_stragglers(
         )
         .await
         .map_err(pg_error)?;
+    tx.commit().await.map_err(pg_error)?;
     Ok(moved)
 }
 

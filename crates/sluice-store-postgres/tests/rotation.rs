@@ -99,12 +99,15 @@ async fn enqueue_n(store: &PostgresStore, prefix: &str, n: usize) -> Vec<EventRo
         .collect()
 }
 
-fn rotated(to: i16) -> RotationReport {
-    RotationReport {
-        current: to,
-        rotated_to: Some(to),
-        moved: 0,
-    }
+/// Rotates on `store` and checks that `to` became the current partition.
+async fn rotate_to(store: &PostgresStore, to: i16) -> RotationReport {
+    let report = store.rotate_queue(T0).await.expect("rotate");
+    assert_eq!(
+        (report.current, report.rotated_to),
+        (to, Some(to)),
+        "{report:?}"
+    );
+    report
 }
 
 #[tokio::test]
@@ -129,27 +132,31 @@ async fn a_drained_partition_is_truncated_and_reused() {
         "dead rows take space"
     );
 
-    assert_eq!(store.rotate_queue(T0).await.expect("rotate"), rotated(1));
+    assert_eq!(rotate_to(&store, 1).await.truncated, 1);
+    assert!(part_size(&client, &schema, 0).await > 0, "p0 was current");
     enqueue_n(&store, "b", 10).await;
     assert_eq!(
         events_per_part(&client, &schema).await,
         BTreeMap::from([(1, 10)])
     );
-    assert_eq!(store.rotate_queue(T0).await.expect("rotate"), rotated(2));
-    assert_eq!(store.rotate_queue(T0).await.expect("rotate"), rotated(3));
-    // Partition 1 still holds its 10 events (below the move threshold, so
-    // they move to partition 3 first); partition 0 drained long ago.
-    let report = store.rotate_queue(T0).await.expect("rotate");
-    assert_eq!(report.rotated_to, Some(0));
-    assert_eq!(
-        part_size(&client, &schema, 0).await,
-        0,
-        "the drained partition was truncated"
-    );
+    // Partition 0 drained while it was current: once it is not, it is
+    // truncated without waiting for its turn.
+    assert_eq!(rotate_to(&store, 2).await.truncated, 2);
+    assert_eq!(part_size(&client, &schema, 0).await, 0, "p0 truncated");
+    rotate_to(&store, 3).await;
+    assert_eq!(rotate_to(&store, 0).await.moved, 0, "p0 is the oldest");
     enqueue_n(&store, "c", 5).await;
-    let per_part = events_per_part(&client, &schema).await;
-    assert_eq!(per_part.get(&0), Some(&5), "{per_part:?}");
-    assert_eq!(per_part.values().sum::<i64>(), 15, "{per_part:?}");
+    assert_eq!(
+        events_per_part(&client, &schema).await,
+        BTreeMap::from([(0, 5), (1, 10)])
+    );
+    // Now partition 1 is the oldest, down to 10 events: they move to the
+    // current partition, and 1 is truncated and becomes current.
+    assert_eq!(rotate_to(&store, 1).await.moved, 10);
+    assert_eq!(
+        events_per_part(&client, &schema).await,
+        BTreeMap::from([(0, 15)])
+    );
     assert_eq!(store.stats(T0).await.expect("stats").queued, 15);
     store.close().await.expect("close");
 }
@@ -199,17 +206,9 @@ async fn stragglers_move_with_their_ids_due_times_and_attempts() {
     let due = T0 + 3_600_000;
     assert_eq!(store.retry(&ids, due, "HTTP 503").await.expect("retry"), 50);
     for to in 1..=3 {
-        assert_eq!(store.rotate_queue(T0).await.expect("rotate"), rotated(to));
+        assert_eq!(rotate_to(&store, to).await.moved, 0);
     }
-    let report = store.rotate_queue(T0).await.expect("rotate");
-    assert_eq!(
-        report,
-        RotationReport {
-            current: 0,
-            rotated_to: Some(0),
-            moved: 50
-        }
-    );
+    assert_eq!(rotate_to(&store, 0).await.moved, 50);
     assert_eq!(
         events_per_part(&client, &schema).await,
         BTreeMap::from([(3, 50)])
