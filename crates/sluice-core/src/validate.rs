@@ -528,6 +528,12 @@ pub fn check_event_value(
             ));
         }
     }
+    // Most events deserialize: try without the path tracking, which costs
+    // a frame per nested value, and track paths only to explain a failure.
+    if let Ok(event) = <ServerEvent as serde::Deserialize>::deserialize(value) {
+        validate_event(&event, ctx, path, out);
+        return Some(event);
+    }
     match serde_path_to_error::deserialize::<_, ServerEvent>(value) {
         Ok(event) => {
             validate_event(&event, ctx, path, out);
