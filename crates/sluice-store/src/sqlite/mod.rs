@@ -69,6 +69,14 @@ use crate::{
 /// holds the random index pages anyway.
 const WRITER_CACHE_KIB: i64 = 8 * 1024;
 
+/// Page cache of each read connection, in KiB.
+///
+/// The reads are index seeks and short keyset pages (`stats`, `due_pixels`,
+/// `dlq_list`); SQLite's default (2 MiB each, up to `read_connections` of
+/// them) only kept pages the OS caches anyway. 1 MiB holds far more than one
+/// of those queries touches.
+const READER_CACHE_KIB: i64 = 1024;
+
 /// Default for [`SqliteOptions::group_commit_max_rows`].
 pub const DEFAULT_GROUP_COMMIT_MAX_ROWS: usize = 5_000;
 /// Default for [`SqliteOptions::purge_batch_rows`].
@@ -77,6 +85,8 @@ pub const DEFAULT_PURGE_BATCH_ROWS: usize = 10_000;
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default for [`SqliteOptions::read_connections`].
 pub const DEFAULT_READ_CONNECTIONS: usize = 4;
+/// Default for [`SqliteOptions::idle_shrink_after`].
+pub const DEFAULT_IDLE_SHRINK_AFTER: Duration = Duration::from_secs(5);
 
 /// How to open an [`SqliteStore`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,6 +113,11 @@ pub struct SqliteOptions {
     pub read_connections: usize,
     /// How long to wait for another process's write lock.
     pub busy_timeout: Duration,
+    /// Once no write has come for this long, the writer and the idle read
+    /// connections give their page caches back (`PRAGMA shrink_memory`), so
+    /// a gateway idles near its start-up size after a burst or a backlog.
+    /// The next query reads its pages again from the OS page cache.
+    pub idle_shrink_after: Duration,
 }
 
 impl Default for SqliteOptions {
@@ -115,6 +130,7 @@ impl Default for SqliteOptions {
             purge_batch_rows: DEFAULT_PURGE_BATCH_ROWS,
             read_connections: DEFAULT_READ_CONNECTIONS,
             busy_timeout: DEFAULT_BUSY_TIMEOUT,
+            idle_shrink_after: DEFAULT_IDLE_SHRINK_AFTER,
         }
     }
 }
@@ -146,6 +162,9 @@ pub struct WriterStats {
     pub transactions: u64,
     /// Write commands committed since open.
     pub commands: u64,
+    /// Times the writer found itself idle for
+    /// [`SqliteOptions::idle_shrink_after`] and gave the page caches back.
+    pub idle_shrinks: u64,
 }
 
 // === impl SqliteStore ===
@@ -161,10 +180,16 @@ impl SqliteStore {
         let (commands_tx, commands_rx) = mpsc::channel();
         let (ready_tx, ready_rx) = oneshot::channel();
         let counters = Arc::new(WriterCounters::default());
+        let reads = Arc::new(ReadPool::new(
+            path.clone(),
+            options.busy_timeout,
+            options.read_connections,
+        ));
 
         let thread_path = path.clone();
         let thread_options = options.clone();
         let thread_counters = Arc::clone(&counters);
+        let thread_reads = Arc::clone(&reads);
         let handle = std::thread::Builder::new()
             .name("sluice-store-writer".to_owned())
             .spawn(move || {
@@ -182,8 +207,9 @@ impl SqliteStore {
                     dedup_window_ms: thread_options.dedup_window_ms,
                     group_commit_max_rows: thread_options.group_commit_max_rows,
                     group_commit_max_wait: thread_options.group_commit_max_wait,
+                    idle_shrink_after: thread_options.idle_shrink_after,
                 };
-                writer::run_writer(conn, commands_rx, config, thread_counters);
+                writer::run_writer(conn, commands_rx, config, thread_counters, &thread_reads);
             })
             .map_err(|e| StoreError::Io {
                 message: format!("cannot start the writer thread: {e}"),
@@ -192,11 +218,7 @@ impl SqliteStore {
         ready_rx.await.map_err(|_| StoreError::Closed)??;
         tracing::debug!(path = %path.display(), "opened sqlite store");
         Ok(SqliteStore {
-            reads: Arc::new(ReadPool::new(
-                path.clone(),
-                options.busy_timeout,
-                options.read_connections,
-            )),
+            reads,
             path,
             options,
             commands: commands_tx,
@@ -284,6 +306,7 @@ impl SqliteStore {
             submitted: self.counters.submitted.load(Ordering::Relaxed),
             transactions: self.counters.transactions.load(Ordering::Relaxed),
             commands: self.counters.commands.load(Ordering::Relaxed),
+            idle_shrinks: self.counters.idle_shrinks.load(Ordering::Relaxed),
         }
     }
 
@@ -655,7 +678,15 @@ fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connection, Store
     // Keep the WAL from staying huge after a burst once it is checkpointed.
     conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
         .map_err(sql_error)?;
-    conn.pragma_update(None, "temp_store", "MEMORY")
+    // Every command runs under a savepoint, and SQLite keeps the pre-image of
+    // each page a command changes in a statement journal. With temp_store=
+    // MEMORY that journal lived on the heap in 1 KiB chunks: acking 1000
+    // events (queue rows, user keys, freed pages zeroed by secure_delete)
+    // took up to ~19 MiB at once, on top of the page cache (heaptrack,
+    // bench/RESULTS.md "Session 3: memory"). FILE keeps the first 64 KiB in
+    // memory and spills the rest to an unlinked temp file, which lives in
+    // the OS page cache and is never fsynced.
+    conn.pragma_update(None, "temp_store", "FILE")
         .map_err(sql_error)?;
     // `forget` must not leave a person's hashes in free pages of the file.
     conn.pragma_update(None, "secure_delete", "ON")

@@ -109,8 +109,23 @@ impl ReadPool {
         conn.busy_timeout(self.busy_timeout).map_err(sql_error)?;
         conn.pragma_update(None, "query_only", true)
             .map_err(sql_error)?;
+        // Negative = KiB.
+        conn.pragma_update(None, "cache_size", -super::READER_CACHE_KIB)
+            .map_err(sql_error)?;
         conn.set_prepared_statement_cache_capacity(32);
         Ok(conn)
+    }
+
+    /// Gives the page caches of the idle connections back to the allocator
+    /// (connections in use are left alone). Returns how many were shrunk.
+    pub(crate) fn shrink_idle(&self) -> usize {
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        idle.iter()
+            .filter(|conn| conn.execute_batch("PRAGMA shrink_memory").is_ok())
+            .count()
     }
 }
 

@@ -131,3 +131,82 @@ fn migration_is_idempotent_and_versioned() {
         (schema::SCHEMA_VERSION, schema::APPLICATION_ID)
     );
 }
+
+#[test]
+fn connections_keep_small_page_caches_and_the_statement_journal_off_the_heap() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pragmas.db");
+    let writer = super::open_writer(&path, &super::SqliteOptions::default()).unwrap();
+    let pragma = |conn: &Connection, name: &str| -> i64 {
+        conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
+            .unwrap()
+    };
+    // 1 = FILE: statement journals spill to a temp file past 64 KiB.
+    assert_eq!(pragma(&writer, "temp_store"), 1);
+    assert_eq!(pragma(&writer, "cache_size"), -super::WRITER_CACHE_KIB);
+    let pool = read::ReadPool::new(path, std::time::Duration::from_secs(1), 2);
+    let cache = pool.with(|conn| Ok(pragma(conn, "cache_size"))).unwrap();
+    assert_eq!(cache, -super::READER_CACHE_KIB);
+    assert_eq!(pool.shrink_idle(), 1, "the idle reader is shrunk");
+}
+
+#[tokio::test]
+async fn an_idle_writer_gives_the_page_caches_back_once_per_idle_spell() {
+    use crate::{EventIdOrigin, EventSource, NewEvent, Store};
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = super::SqliteStore::open(
+        dir.path().join("idle.db"),
+        super::SqliteOptions {
+            synchronous_full: false,
+            idle_shrink_after: Duration::from_millis(20),
+            ..super::SqliteOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    let event = |i: usize| NewEvent {
+        pixel_id: "1".to_owned(),
+        event_name: "Lead".to_owned(),
+        event_id: format!("e{i}"),
+        event_time: 1_795_860_000,
+        source: EventSource::Backend,
+        payload: br#"{"event_name":"Lead","event_time":1795860000}"#.to_vec(),
+        user_keys: Vec::new(),
+        test_event_code: None,
+        hold_until_ms: None,
+        order_id: None,
+        event_id_origin: EventIdOrigin::Sent,
+    };
+    // Polls a condition against a generous deadline (no timing is asserted).
+    async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !condition() {
+            assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    assert_eq!(
+        store.writer_stats().idle_shrinks,
+        0,
+        "nothing to give back yet"
+    );
+    store
+        .enqueue((0..50).map(event).collect(), 1_000)
+        .await
+        .unwrap();
+    store.stats(1_000).await.unwrap();
+    eventually("an idle shrink", || store.writer_stats().idle_shrinks >= 1).await;
+
+    // The store works as before, and the next idle spell shrinks again.
+    let leased = store.lease("1", 100, 60_000, 2_000).await.unwrap();
+    assert_eq!(leased.len(), 50);
+    assert!(store.writer_stats().idle_shrinks >= 1);
+    eventually("a second idle shrink", || {
+        store.writer_stats().idle_shrinks >= 2
+    })
+    .await;
+    assert_eq!(store.stats(2_000).await.unwrap().queued, 50);
+}

@@ -39,15 +39,23 @@
 //!   queued, commits, and exits. `close` does the same and waits for it.
 //! - A caller whose future is dropped still has its command applied; its
 //!   answer is discarded.
+//!
+//! # Idle
+//!
+//! When no command has come for `idle_shrink_after`, the writer runs
+//! `PRAGMA shrink_memory` on its connection and on the pool's idle read
+//! connections, once per idle spell: the page caches fill up under load and
+//! would otherwise stay allocated for as long as the process runs.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, TryRecvError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
+use super::read::ReadPool;
 use super::{ops, sql_error};
 use crate::{
     AuditRow, DeadLetterId, DeadLetterReason, EnqueueOutcome, EventRowId, ForgetReport,
@@ -142,6 +150,7 @@ pub(crate) struct WriterConfig {
     pub(crate) dedup_window_ms: i64,
     pub(crate) group_commit_max_rows: usize,
     pub(crate) group_commit_max_wait: Duration,
+    pub(crate) idle_shrink_after: Duration,
 }
 
 /// Counters the writer publishes, for tests and the operator.
@@ -153,6 +162,8 @@ pub(crate) struct WriterCounters {
     pub(crate) transactions: AtomicU64,
     /// Commands answered with `Ok` after a commit.
     pub(crate) commands: AtomicU64,
+    /// Idle spells that ended in `shrink_memory`.
+    pub(crate) idle_shrinks: AtomicU64,
 }
 
 /// Sends a command's answer after the batch's commit outcome is known.
@@ -359,10 +370,50 @@ impl Inbox {
 
     /// `None` on timeout or disconnection: either way, commit what we have.
     fn recv_timeout(&mut self, timeout: Duration) -> Option<Command> {
-        let command = self.commands.recv_timeout(timeout).ok()?;
-        self.received += 1;
-        Some(command)
+        self.wait(timeout).ok()
     }
+
+    /// The next command, or why there is none within `timeout`.
+    fn wait(&mut self, timeout: Duration) -> Result<Command, RecvTimeoutError> {
+        let command = self.commands.recv_timeout(timeout)?;
+        self.received += 1;
+        Ok(command)
+    }
+
+    /// The next command; after `idle_after` without one, first gives the
+    /// page caches back (once: then it waits without a timeout). `None`
+    /// when every sender is gone.
+    fn next_or_shrink(
+        &mut self,
+        idle_after: Duration,
+        shrunk: &mut bool,
+        conn: &Connection,
+        reads: &ReadPool,
+        counters: &WriterCounters,
+    ) -> Option<Command> {
+        if !*shrunk {
+            match self.wait(idle_after) {
+                Ok(command) => return Some(command),
+                Err(RecvTimeoutError::Disconnected) => return None,
+                Err(RecvTimeoutError::Timeout) => {
+                    shrink(conn, reads);
+                    counters.idle_shrinks.fetch_add(1, Ordering::Relaxed);
+                    *shrunk = true;
+                }
+            }
+        }
+        self.recv()
+    }
+}
+
+/// `PRAGMA shrink_memory` on the writer's connection and the idle readers.
+/// Failing to shrink costs memory, not correctness: logged and ignored.
+fn shrink(conn: &Connection, reads: &ReadPool) {
+    if let Err(error) = conn.execute_batch("PRAGMA shrink_memory") {
+        tracing::debug!(%error, "shrink_memory failed on the writer");
+    }
+    let readers = reads.shrink_idle();
+    tracing::trace!(readers, "idle: page caches given back");
 }
 
 /// Runs a parameterless statement through the statement cache: the
@@ -378,13 +429,23 @@ pub(crate) fn run_writer(
     commands: Receiver<Command>,
     config: WriterConfig,
     counters: Arc<WriterCounters>,
+    reads: &ReadPool,
 ) {
     let max_rows = config.group_commit_max_rows.max(1);
     let mut inbox = Inbox {
         commands,
         received: 0,
     };
-    while let Some(first) = inbox.recv() {
+    // Nothing to give back before the first command.
+    let mut shrunk = true;
+    while let Some(first) = inbox.next_or_shrink(
+        config.idle_shrink_after,
+        &mut shrunk,
+        &conn,
+        reads,
+        &counters,
+    ) {
+        shrunk = false;
         if let Command::Shutdown { reply } = first {
             let _ = reply.send(());
             return;
