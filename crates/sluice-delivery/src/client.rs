@@ -11,12 +11,13 @@
 //!
 //! # Two ways in
 //!
-//! The gateway stores each hashed event as JSON bytes; [`GraphClient::send_raw`]
-//! splices those bytes into the body through [`RawValue`] without building a
-//! tree per event. Library users hand typed [`ServerEvent`]s to
-//! [`GraphClient::send_events`] or a whole [`EventRequest`] to
-//! [`GraphClient::send_request`]. Both paths serialize through the same body
-//! struct, so they produce the same wire format.
+//! The gateway stores each hashed event as JSON bytes; [`GraphClient::raw_body`]
+//! splices those bytes into a [`RawBody`] through [`RawValue`] without building
+//! a tree per event, and [`GraphClient::send_body`] sends it
+//! ([`GraphClient::send_raw`] does both). Library users hand typed
+//! [`ServerEvent`]s to [`GraphClient::send_events`] or a whole [`EventRequest`]
+//! to [`GraphClient::send_request`]. Every path serializes through the same
+//! body struct, so they produce the same wire format.
 //!
 //! # Outcome
 //!
@@ -24,9 +25,11 @@
 //! [`DeliveryError`]. Deciding what to do about the error is the job of
 //! [`crate::retry`]; this module only reports what happened.
 
+use std::ops::Range;
 use std::sync::{Arc, Once};
 use std::time::Duration;
 
+use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -211,6 +214,85 @@ struct Body<'a, E: Serialize> {
     upload_source: Option<&'a str>,
 }
 
+/// What every body starts with; the events follow, then `]` and the rest.
+const DATA_PREFIX: &[u8] = br#"{"data":["#;
+
+/// A request body for events stored as JSON, and where each event sits in
+/// it.
+///
+/// Built once per batch with the exact capacity it needs
+/// ([`GraphClient::raw_body`]), so that the delivery lane can drop the
+/// stored payloads before the request goes out: the body is then the only
+/// copy of the batch's events while it is in flight (bench/RESULTS.md,
+/// "Session 3: memory"). When Meta rejects the batch, [`RawBody::part`] cuts
+/// the body of any part of it out of this one, for the bisection in
+/// [`crate::split`], without the stored payloads. Cloning shares the bytes.
+#[derive(Clone)]
+pub struct RawBody {
+    bytes: Bytes,
+    /// The byte range of each event in `bytes`, in order.
+    events: Vec<Range<usize>>,
+}
+
+impl RawBody {
+    /// How many events the body carries.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    /// `true` if it carries none (never, for a body built here).
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    /// The whole body, as it goes on the wire (it holds the access token:
+    /// never log it).
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// The JSON of the event at `index`, verbatim.
+    pub fn event(&self, index: usize) -> Option<&[u8]> {
+        self.events.get(index).map(|span| &self.bytes[span.clone()])
+    }
+
+    /// A body with the events at `indices` (in that order), and the
+    /// parameters and credentials given now: a token refreshed since this
+    /// body was built is the one the part carries. An index past the end is
+    /// refused ([`DeliveryError::InvalidBatch`]), as is an empty or
+    /// oversized part.
+    pub fn part(
+        &self,
+        client: &GraphClient,
+        indices: impl IntoIterator<Item = usize>,
+        credentials: &Credentials,
+        options: &BatchOptions,
+    ) -> Result<RawBody, DeliveryError> {
+        let spans = indices
+            .into_iter()
+            .map(|i| self.events.get(i).cloned())
+            .collect::<Option<Vec<_>>>()
+            .ok_or(DeliveryError::InvalidBatch {
+                reason: "event index out of range",
+            })?;
+        client.build_body(
+            spans.iter().map(|span| &self.bytes[span.clone()]),
+            credentials,
+            options,
+        )
+    }
+}
+
+impl std::fmt::Debug for RawBody {
+    /// Leaves out the bytes: they carry the access token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawBody")
+            .field("events", &self.events.len())
+            .field("bytes", &self.bytes.len())
+            .finish()
+    }
+}
+
 /// A Graph API client for the events edge. Cheap to clone: clones share one
 /// connection pool.
 #[derive(Clone)]
@@ -301,7 +383,43 @@ impl GraphClient {
         events: &[&RawValue],
         options: &BatchOptions,
     ) -> Result<EventResponse, DeliveryError> {
-        self.send(pixel_id, credentials, events, options).await
+        let body = self.raw_body(events, credentials, options)?;
+        self.send_body(pixel_id, credentials, &body).await
+    }
+
+    /// Builds the body [`send_raw`](Self::send_raw) would send for events
+    /// stored as JSON (one object each), byte for byte, with the events
+    /// copied in verbatim. Refuses an empty batch and one of more than 1000
+    /// events ([`DeliveryError::InvalidBatch`]).
+    pub fn raw_body(
+        &self,
+        events: &[&RawValue],
+        credentials: &Credentials,
+        options: &BatchOptions,
+    ) -> Result<RawBody, DeliveryError> {
+        self.build_body(
+            events.iter().map(|event| event.get().as_bytes()),
+            credentials,
+            options,
+        )
+    }
+
+    /// Sends a body from [`raw_body`](Self::raw_body) or [`RawBody::part`].
+    /// The bytes are shared with the request, not copied. `credentials`
+    /// should be the ones the body was built with: they are blanked out of
+    /// any unexpected answer kept for diagnostics.
+    pub async fn send_body(
+        &self,
+        pixel_id: &str,
+        credentials: &Credentials,
+        body: &RawBody,
+    ) -> Result<EventResponse, DeliveryError> {
+        if body.is_empty() {
+            return Err(DeliveryError::InvalidBatch {
+                reason: "no events",
+            });
+        }
+        self.post(pixel_id, credentials, body.bytes.clone()).await
     }
 
     /// Sends typed events as one batch.
@@ -341,22 +459,24 @@ impl GraphClient {
         events: &[E],
         options: &BatchOptions,
     ) -> Result<EventResponse, DeliveryError> {
-        if events.is_empty() {
-            return Err(DeliveryError::InvalidBatch {
-                reason: "no events",
-            });
-        }
-        if events.len() > MAX_EVENTS_PER_REQUEST {
-            return Err(DeliveryError::InvalidBatch {
-                reason: "more than 1000 events",
-            });
-        }
-        if !is_valid_pixel_id(pixel_id) {
-            return Err(DeliveryError::InvalidBatch {
-                reason: "pixel id must be 1-64 ascii letters, digits or underscores",
-            });
-        }
-        let body = Body {
+        check_count(events.len())?;
+        let body = serde_json::to_vec(&self.body(events, credentials, options)).map_err(|_| {
+            DeliveryError::InvalidBatch {
+                reason: "events could not be serialized",
+            }
+        })?;
+        self.post(pixel_id, credentials, body).await
+    }
+
+    /// The body struct for `events`; serialized by `send`, and (with no
+    /// events) for the parameters of a [`RawBody`].
+    fn body<'a, E: Serialize>(
+        &'a self,
+        events: &'a [E],
+        credentials: &'a Credentials,
+        options: &'a BatchOptions,
+    ) -> Body<'a, E> {
+        Body {
             data: events,
             access_token: credentials.access_token.expose(),
             appsecret_proof: credentials.appsecret_proof.as_ref().map(Secret::expose),
@@ -369,11 +489,68 @@ impl GraphClient {
             upload_id: options.upload_id.as_deref(),
             upload_tag: options.upload_tag.as_deref(),
             upload_source: options.upload_source.as_deref(),
-        };
-        let body = serde_json::to_vec(&body).map_err(|_| DeliveryError::InvalidBatch {
-            reason: "events could not be serialized",
-        })?;
+        }
+    }
 
+    /// `{"data":[` + the events joined by `,` + `]` + the parameters: what
+    /// serde writes for [`Body`] with `&RawValue` events, built in one
+    /// allocation of the exact size instead of a vector doubled to up to
+    /// twice the body's size. The events must each be one JSON value (they
+    /// come from a `&RawValue`, or from a body built from them).
+    fn build_body<'e>(
+        &self,
+        events: impl ExactSizeIterator<Item = &'e [u8]> + Clone,
+        credentials: &Credentials,
+        options: &BatchOptions,
+    ) -> Result<RawBody, DeliveryError> {
+        check_count(events.len())?;
+        let no_events: &[&RawValue] = &[];
+        let params =
+            serde_json::to_vec(&self.body(no_events, credentials, options)).map_err(|_| {
+                DeliveryError::InvalidBatch {
+                    reason: "events could not be serialized",
+                }
+            })?;
+        // `{"data":[]` then `,"access_token":...}`: keep what follows the `[`.
+        let Some(rest) = params.strip_prefix(DATA_PREFIX) else {
+            return Err(DeliveryError::InvalidBatch {
+                reason: "events could not be serialized",
+            });
+        };
+        let size = DATA_PREFIX.len()
+            + events.clone().map(<[u8]>::len).sum::<usize>()
+            + events.len().saturating_sub(1)
+            + rest.len();
+        let mut bytes = Vec::with_capacity(size);
+        let mut spans = Vec::with_capacity(events.len());
+        bytes.extend_from_slice(DATA_PREFIX);
+        for (i, event) in events.enumerate() {
+            if i > 0 {
+                bytes.push(b',');
+            }
+            let start = bytes.len();
+            bytes.extend_from_slice(event);
+            spans.push(start..bytes.len());
+        }
+        bytes.extend_from_slice(rest);
+        Ok(RawBody {
+            bytes: Bytes::from(bytes),
+            events: spans,
+        })
+    }
+
+    /// POSTs a finished body and reads the answer.
+    async fn post(
+        &self,
+        pixel_id: &str,
+        credentials: &Credentials,
+        body: impl Into<reqwest::Body>,
+    ) -> Result<EventResponse, DeliveryError> {
+        if !is_valid_pixel_id(pixel_id) {
+            return Err(DeliveryError::InvalidBatch {
+                reason: "pixel id must be 1-64 ascii letters, digits or underscores",
+            });
+        }
         let response = self
             .http
             .post(self.events_url(pixel_id))
@@ -389,6 +566,21 @@ impl GraphClient {
         let body = read_limited(response).await?;
         interpret(status.as_u16(), wait, &body, credentials)
     }
+}
+
+/// A batch must carry 1 to 1000 events.
+fn check_count(events: usize) -> Result<(), DeliveryError> {
+    if events == 0 {
+        return Err(DeliveryError::InvalidBatch {
+            reason: "no events",
+        });
+    }
+    if events > MAX_EVENTS_PER_REQUEST {
+        return Err(DeliveryError::InvalidBatch {
+            reason: "more than 1000 events",
+        });
+    }
+    Ok(())
 }
 
 /// Turns a complete HTTP response into the outcome. Separate from the I/O so

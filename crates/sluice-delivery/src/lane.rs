@@ -12,6 +12,13 @@
 //!    throttling wait is over, pause for credentials, or bisect and
 //!    dead-letter the events Meta rejects.
 //!
+//! A group's request body is built before it is sent, and the leased
+//! payloads are dropped right then: during the request (the long part of a
+//! turn) the body is the only copy of the events, and a split cuts its
+//! pieces out of that body. With `concurrency_per_pixel` workers draining a
+//! backlog, that halves what the lane holds (bench/RESULTS.md, "Session 3:
+//! memory").
+//!
 //! Every store call that fails is logged and skipped: the events stay
 //! leased and come back when the lease expires, so a store hiccup delays
 //! events but never loses or double-settles them. Nothing here logs a
@@ -32,7 +39,7 @@ use tokio::time::{Instant, sleep, sleep_until};
 use crate::age;
 use crate::backoff::Backoff;
 use crate::breaker::{Admission, BreakerState, Ticket, TripCause};
-use crate::client::{BatchOptions, Credentials, GraphClient};
+use crate::client::{BatchOptions, Credentials, GraphClient, RawBody};
 use crate::config::{PixelResolver, TestEventMode};
 use crate::error::DeliveryError;
 use crate::metrics;
@@ -127,8 +134,35 @@ fn clip(mut text: String) -> String {
     text
 }
 
-fn ids(events: &[LeasedEvent]) -> Vec<EventRowId> {
-    events.iter().map(|e| e.id).collect()
+/// A leased event once its payload is in a request body: what settling it
+/// needs, and where it sits in the body (for a split).
+#[derive(Debug, Clone, Copy)]
+struct Sent {
+    id: EventRowId,
+    attempts: u32,
+    /// Its index in the [`RawBody`] of its group.
+    index: usize,
+}
+
+/// Something that names a queue row: a leased event, or one sent.
+trait QueueRow {
+    fn row_id(&self) -> EventRowId;
+}
+
+impl QueueRow for LeasedEvent {
+    fn row_id(&self) -> EventRowId {
+        self.id
+    }
+}
+
+impl QueueRow for Sent {
+    fn row_id(&self) -> EventRowId {
+        self.id
+    }
+}
+
+fn ids<T: QueueRow>(events: &[T]) -> Vec<EventRowId> {
+    events.iter().map(QueueRow::row_id).collect()
 }
 
 fn millis(duration: Duration) -> i64 {
@@ -339,28 +373,45 @@ async fn guard_age(ctx: &Context, lane: &Lane, batch: Vec<LeasedEvent>) -> Vec<L
     sendable
 }
 
-/// The stored payloads as raw JSON. They were parsed by the age guard, so
-/// none fails here.
-fn raw_events(events: &[LeasedEvent]) -> Vec<&RawValue> {
-    events
-        .iter()
-        .filter_map(|event| serde_json::from_slice(&event.payload).ok())
-        .collect()
+/// Builds the request body of a group and lets go of its leased events:
+/// from here on the body is the only copy of their payloads.
+///
+/// A payload that is not one JSON value is left out (and comes back when
+/// its lease expires); it cannot happen, since the age guard parsed every
+/// payload in full. `Err` only if the body cannot be built at all.
+fn prepare(
+    lane: &Lane,
+    events: Vec<LeasedEvent>,
+    credentials: &Credentials,
+    options: &BatchOptions,
+) -> (Vec<Sent>, Result<RawBody, DeliveryError>) {
+    let mut raw: Vec<&RawValue> = Vec::with_capacity(events.len());
+    let mut sent = Vec::with_capacity(events.len());
+    for event in &events {
+        if let Ok(value) = serde_json::from_slice(&event.payload) {
+            sent.push(Sent {
+                id: event.id,
+                attempts: event.attempts,
+                index: raw.len(),
+            });
+            raw.push(value);
+        }
+    }
+    let body = lane.client.raw_body(&raw, credentials, options);
+    (sent, body)
 }
 
 async fn send(
     lane: &Lane,
-    events: &[LeasedEvent],
-    options: &BatchOptions,
+    credentials: &Credentials,
+    body: &RawBody,
 ) -> Result<EventResponse, DeliveryError> {
-    let raw = raw_events(events);
-    let credentials = lane.credentials();
     let started = Instant::now();
     let result = lane
         .client
-        .send_raw(&lane.shared.pixel_id, &credentials, &raw, options)
+        .send_body(&lane.shared.pixel_id, credentials, body)
         .await;
-    metrics::request(started.elapsed(), raw.len());
+    metrics::request(started.elapsed(), body.len());
     result
 }
 
@@ -377,12 +428,26 @@ async fn send_and_settle(
         test_event_code,
         ..BatchOptions::default()
     };
-    let result = send(lane, &events, &options).await;
+    let credentials = lane.credentials();
+    let (events, body) = prepare(lane, events, &credentials, &options);
+    let body = match body {
+        Ok(body) => body,
+        Err(error) => {
+            // Nothing was sent: not the events' fault, so no dead letter
+            // before their attempts are used up.
+            cancel(lane, ticket);
+            let reason = Verdict::RetryNow.as_str();
+            retry_or_give_up(ctx, lane, events, &error, reason, rng).await;
+            return Verdict::RetryNow;
+        }
+    };
+    let result = send(lane, &credentials, &body).await;
     let verdict = ctx.policy.classify(&result);
     record(lane, ticket, verdict, result.as_ref().err());
 
     match result {
         Ok(response) => {
+            drop(body);
             if verdict == Verdict::Delivered {
                 delivered(ctx, lane, &events, &response).await;
             } else {
@@ -395,9 +460,12 @@ async fn send_and_settle(
         }
         Err(error) => match verdict {
             Verdict::Permanent => {
-                split_rejected(ctx, lane, events, error, &options, ticket, rng).await;
+                split_rejected(ctx, lane, body, events, error, &options, ticket, rng).await;
             }
-            verdict => settle_failure(ctx, lane, events, verdict, &error, rng).await,
+            verdict => {
+                drop(body);
+                settle_failure(ctx, lane, events, verdict, &error, rng).await;
+            }
         },
     }
     verdict
@@ -466,7 +534,7 @@ fn record(lane: &Lane, ticket: Ticket, verdict: Verdict, error: Option<&Delivery
     }
 }
 
-async fn delivered(ctx: &Context, lane: &Lane, events: &[LeasedEvent], response: &EventResponse) {
+async fn delivered(ctx: &Context, lane: &Lane, events: &[Sent], response: &EventResponse) {
     let pixel = &*lane.shared.pixel_id;
     if usize::try_from(response.events_received).ok() != Some(events.len()) {
         tracing::warn!(
@@ -492,7 +560,7 @@ async fn delivered(ctx: &Context, lane: &Lane, events: &[LeasedEvent], response:
 async fn settle_failure(
     ctx: &Context,
     lane: &Lane,
-    events: Vec<LeasedEvent>,
+    events: Vec<Sent>,
     verdict: Verdict,
     error: &DeliveryError,
     rng: &mut StdRng,
@@ -519,7 +587,7 @@ async fn settle_failure(
 async fn retry_or_give_up(
     ctx: &Context,
     lane: &Lane,
-    events: Vec<LeasedEvent>,
+    events: Vec<Sent>,
     error: &DeliveryError,
     reason: &'static str,
     rng: &mut StdRng,
@@ -558,11 +626,14 @@ async fn retry_or_give_up(
     }
 }
 
-/// Bisects a batch Meta rejected as invalid.
+/// Bisects a batch Meta rejected as invalid. Each piece's body is cut out of
+/// the batch's `body`, with the lane's credentials at that moment.
+#[allow(clippy::too_many_arguments)]
 async fn split_rejected(
     ctx: &Context,
     lane: &Lane,
-    events: Vec<LeasedEvent>,
+    body: RawBody,
+    events: Vec<Sent>,
     error: DeliveryError,
     options: &BatchOptions,
     ticket: Ticket,
@@ -581,10 +652,16 @@ async fn split_rejected(
     // borrowing the lane would make this future not provably `Send`.
     let mut bisection = split::Bisection::new(events, error.clone(), ctx.max_split_requests);
     while let Some(piece) = bisection.next_piece() {
-        let result = send(lane, &piece, options).await;
+        let credentials = lane.credentials();
+        let indices = piece.iter().map(|event| event.index);
+        let result = match body.part(&lane.client, indices, &credentials, options) {
+            Ok(part) => send(lane, &credentials, &part).await,
+            Err(error) => Err(error),
+        };
         let verdict = ctx.policy.classify(&result);
         bisection.report(piece, verdict, result);
     }
+    drop(body);
     let outcome = bisection.finish();
 
     if !outcome.delivered.is_empty() {
@@ -616,7 +693,7 @@ async fn split_rejected(
             message: clip(format!("graph rejected the event: {first_error}")),
             detail_json: Some(first_error.detail_json()),
         };
-        let events: Vec<LeasedEvent> = same.into_iter().map(|(event, _)| event).collect();
+        let events: Vec<Sent> = same.into_iter().map(|(event, _)| event).collect();
         tracing::warn!(pixel, code = %code, events = events.len(), "events rejected by graph moved to the dead-letter queue");
         dead_letter(ctx, lane, &events, reason, now_ms).await;
     }
@@ -636,7 +713,7 @@ async fn split_rejected(
     }
 }
 
-async fn release(ctx: &Context, lane: &Lane, events: &[LeasedEvent], due_at_ms: i64) {
+async fn release<T: QueueRow>(ctx: &Context, lane: &Lane, events: &[T], due_at_ms: i64) {
     let pixel = &*lane.shared.pixel_id;
     match ctx.store.release(&ids(events), due_at_ms).await {
         Ok(_) => {
@@ -651,10 +728,10 @@ async fn release(ctx: &Context, lane: &Lane, events: &[LeasedEvent], due_at_ms: 
     }
 }
 
-async fn dead_letter(
+async fn dead_letter<T: QueueRow>(
     ctx: &Context,
     lane: &Lane,
-    events: &[LeasedEvent],
+    events: &[T],
     reason: DeadLetterReason,
     now_ms: i64,
 ) {

@@ -408,3 +408,99 @@ async fn a_slow_server_is_a_timeout() {
         "{err:?}"
     );
 }
+
+/// Events as the store keeps them: compact JSON, one with a number serde
+/// would print differently (1.50), one with escapes.
+fn stored_events() -> Vec<Vec<u8>> {
+    vec![
+        br#"{"event_name":"Purchase","event_time":1795860000,"custom_data":{"value":1.50}}"#.to_vec(),
+        br#"{"event_name":"Lead","event_time":1795860001,"event_id":"a\"b\\c"}"#.to_vec(),
+        br#"{"event_name":"ViewContent","event_time":1795860002}"#.to_vec(),
+        br#"{"event_name":"Search","event_time":1795860003,"custom_data":{"search_string":"\u00e9t\u00e9"}}"#.to_vec(),
+    ]
+}
+
+fn raw(stored: &[Vec<u8>]) -> Vec<&RawValue> {
+    stored
+        .iter()
+        .map(|bytes| serde_json::from_slice(bytes).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_raw_body_is_byte_for_byte_what_serde_writes_and_exactly_sized() {
+    let client = client_for("http://127.0.0.1:9");
+    let stored = stored_events();
+    let events = raw(&stored);
+    let all_options = BatchOptions {
+        test_event_code: Some("TEST1".into()),
+        partner_agent: Some("agent_1".into()),
+        namespace_id: Some("ns".into()),
+        upload_id: Some("up".into()),
+        upload_tag: Some("tag \"quoted\"".into()),
+        upload_source: Some("src".into()),
+    };
+    for credentials in [creds(), Credentials::new(Secret::new("tok\"en"))] {
+        for options in [BatchOptions::default(), all_options.clone()] {
+            for n in 1..=events.len() {
+                let body = client
+                    .raw_body(&events[..n], &credentials, &options)
+                    .unwrap();
+                let expected =
+                    serde_json::to_vec(&client.body(&events[..n], &credentials, &options)).unwrap();
+                assert_eq!(
+                    String::from_utf8_lossy(body.as_bytes()),
+                    String::from_utf8_lossy(&expected)
+                );
+                assert_eq!(body.bytes.len(), expected.len());
+                assert_eq!(body.len(), n);
+                for (i, event) in stored[..n].iter().enumerate() {
+                    assert_eq!(body.event(i), Some(event.as_slice()));
+                }
+                assert_eq!(body.event(n), None);
+            }
+        }
+    }
+}
+
+#[test]
+fn parts_of_a_raw_body_are_the_bodies_of_their_events_with_the_credentials_given_now() {
+    let client = client_for("http://127.0.0.1:9");
+    let stored = stored_events();
+    let events = raw(&stored);
+    let options = BatchOptions {
+        test_event_code: Some("TEST1".into()),
+        ..BatchOptions::default()
+    };
+    let body = client.raw_body(&events, &creds(), &options).unwrap();
+    let rotated = Credentials::new(Secret::new("rotated-token"));
+    for indices in [
+        vec![0],
+        vec![3],
+        vec![0, 1],
+        vec![2, 3],
+        vec![1, 2, 3],
+        vec![3, 0],
+    ] {
+        let part = body
+            .part(&client, indices.iter().copied(), &rotated, &options)
+            .unwrap();
+        let subset: Vec<&RawValue> = indices.iter().map(|&i| events[i]).collect();
+        let direct = client.raw_body(&subset, &rotated, &options).unwrap();
+        assert_eq!(part.as_bytes(), direct.as_bytes(), "{indices:?}");
+        let json: serde_json::Value = serde_json::from_slice(part.as_bytes()).unwrap();
+        assert_eq!(json["access_token"], "rotated-token");
+        assert!(json.get("appsecret_proof").is_none());
+    }
+    for indices in [vec![4], vec![0, 9], vec![]] {
+        assert!(
+            matches!(
+                body.part(&client, indices.iter().copied(), &rotated, &options),
+                Err(DeliveryError::InvalidBatch { .. })
+            ),
+            "{indices:?}"
+        );
+    }
+    // Debug never shows the bytes (they hold the token).
+    assert!(!format!("{body:?}").contains("EAAB-token"));
+}
