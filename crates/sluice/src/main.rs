@@ -5,6 +5,7 @@
 //! return typed errors.
 
 mod cmd;
+mod malloc;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -58,9 +59,14 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Before any thread starts: the settings decide how many arenas exist.
+    let _accepted = malloc::tune();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => cmd::serve::run(args),
+        Command::Serve(args) => {
+            malloc::spawn_idle_trimmer();
+            cmd::serve::run(args)
+        }
         Command::Emulate(args) => cmd::emulate(args),
         Command::Normalize(args) => cmd::normalize::run_normalize(args),
         Command::Hash(args) => cmd::normalize::run_hash(args),
