@@ -20,8 +20,8 @@ BATCH=${BATCH:-100}
 CONNS=${CONNS:-8}
 GEN_THREADS=${GEN_THREADS:-2}
 PG_URL=${PG_URL:-postgres://postgres@127.0.0.1:5432/test?sslmode=disable}
-EMU_PORT=${EMU_PORT:-4291}
-SLUICE_PORT=${SLUICE_PORT:-8281}
+EMU_PORT=${EMU_PORT:-4391}
+SLUICE_PORT=${SLUICE_PORT:-8381}
 BIN=${BIN:-$ROOT/target/release}
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/sluice-pg-e2e.XXXXXX")
 PIDS=()
@@ -60,6 +60,11 @@ queue_depth() {
         awk '$1 == "sluice_queue_depth" || index($1, "sluice_queue_depth{") == 1 {s += $2} END {printf "%d\n", s}'
 }
 
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for p in "$EMU_PORT" "$SLUICE_PORT"; do
+    port_free "$p" || { echo "port $p is in use; set EMU_PORT/SLUICE_PORT" >&2; exit 1; }
+done
+
 "$BIN/sluice" emulate --listen "127.0.0.1:$EMU_PORT" --max-events 10000 >"$TMP/emulate.log" 2>&1 &
 PIDS+=($!)
 wait_http "http://127.0.0.1:$EMU_PORT/_emulator/stats" 20
@@ -81,6 +86,7 @@ run() {
     local pid=$!
     PIDS+=("$pid")
     wait_http "http://127.0.0.1:$SLUICE_PORT/healthz" 30
+    kill -0 "$pid" || { echo "sluice serve ($backend) exited:" >&2; cat "$TMP/serve-$backend-$round.log" >&2; exit 1; }
     local d0 t0 line d1 t1 drained=no i
     d0=$(emu_events)
     t0=$(date +%s.%N)
