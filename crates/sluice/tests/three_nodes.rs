@@ -412,6 +412,12 @@ fn migrate(url: &str, schema: &str) {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+    let said = String::from_utf8_lossy(&output.stdout);
+    let expected = format!(
+        "postgres schema {schema}: migrated from version 0 to {}",
+        sluice_store_postgres::SCHEMA_VERSION
+    );
+    assert_eq!(said.trim(), expected);
 }
 
 fn events_to_send() -> usize {

@@ -169,6 +169,16 @@ pub fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
     let url = url.expose();
     let schema = &config.store.schema;
     let report = super::runtime()?.block_on(sluice_store_postgres::migrate(url, schema))?;
-    println!("{report:?}");
+    if report.from < report.to {
+        println!(
+            "postgres schema {schema}: migrated from version {} to {}",
+            report.from, report.to
+        );
+    } else {
+        println!(
+            "postgres schema {schema}: already at version {}",
+            report.to
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
