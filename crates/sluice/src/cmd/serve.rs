@@ -175,10 +175,7 @@ pub fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
             report.from, report.to
         );
     } else {
-        println!(
-            "postgres schema {schema}: already at version {}",
-            report.to
-        );
+        println!("postgres schema {schema}: already at version {}", report.to);
     }
     Ok(ExitCode::SUCCESS)
 }
