@@ -20,7 +20,7 @@
 #
 # Knobs (environment): ROUNDS=3 DURATION=15 WARMUP=3 CONNS=64 GEN_THREADS=2
 # RATE_DURATION=20 RATE_RPS= (fixed rate instead of half the best) E2E_DURATION=60 E2E_BATCH=100 E2E_CONNS=8
-# BACKLOG_EVENTS=2000000 BACKLOG_MAX_S=420 DRAIN_MAX_S=600
+# BACKLOG_EVENTS=2000000 BACKLOG_MAX_S=420 DRAIN_MAX_S=600 AFTER_IDLE_S=15 (idle wait after the drain)
 # BATCH_SIZE=1000 LINGER_MS=100 CONCURRENCY=4 SYNCHRONOUS=full
 # SKIP_BUILD=1 (use the binaries already built) KEEP=1 (keep the temp dir)
 # SLUICE_BIN=path (the gateway binary to test; default the one just built)
@@ -375,12 +375,18 @@ if has_phase backlog; then
     fi
     f=$OUT/samples-backlog-drain.tsv
     # RSS from the first delivery on (the breaker wait before it is idle time).
-    rss_stats=$(awk 'NR == 2 {d0 = $4} NR > 1 && $4 > d0 {n++; r[n] = $2} END {
+    rss_stats=$(awk 'NR == 2 {d0 = $4} NR > 1 && $4 > d0 {n++; r[n] = $2; an[n] = $5} END {
         if (n == 0) {print "n/a"; exit}
         min = r[1]; max = r[1]; for (i = 1; i <= n; i++) {if (r[i] < min) min = r[i]; if (r[i] > max) max = r[i]}
-        t = int(n / 3); if (t < 1) t = 1; a = 0; b = 0
-        for (i = 1; i <= t; i++) a += r[i]; for (i = n - t + 1; i <= n; i++) b += r[i]
-        printf "min %d MiB, max %d MiB, mean of first third %d MiB, of last third %d MiB", min / 1024, max / 1024, a / t / 1024, b / t / 1024}' "$f")
+        t = int(n / 3); if (t < 1) t = 1; a = 0; b = 0; aa = 0; ab = 0
+        for (i = 1; i <= t; i++) {a += r[i]; aa += an[i]}; for (i = n - t + 1; i <= n; i++) {b += r[i]; ab += an[i]}
+        printf "min %d MiB, max %d MiB, mean of first third %d MiB, of last third %d MiB (RssAnon %d -> %d MiB)", min / 1024, max / 1024, a / t / 1024, b / t / 1024, aa / t / 1024, ab / t / 1024}' "$f")
+    # Idle after the drain: the store gives its page caches back once it has
+    # had no write for 5 s (SqliteOptions::idle_shrink_after).
+    AFTER_IDLE_S=${AFTER_IDLE_S:-15}
+    sleep "$AFTER_IDLE_S"
+    rss_after=$(rss_kb "$SLUICE_PID")
+    anon_after=$(anon_kb "$SLUICE_PID")
     {
         echo "## Backlog: built while the emulator answered 503, then drained"
         echo
@@ -389,10 +395,11 @@ if has_phase backlog; then
         echo "| $(j .events_accepted "$s") | $(j .eps_accepted "$s") | $depth | ${first_delivery} s | $((d1 - d0)) | $drain_rate | $drained (${elapsed%.*} s) | $left | $rss_stats | $((fill_hwm / 1024)) MiB |"
         echo
         echo "CPU while draining: sluice $scpu cores, emulator $ecpu cores (mean over the drain, breaker wait included)."
+        echo "RSS ${AFTER_IDLE_S} s after the drain ended (idle): $rss_after kB (RssAnon $anon_after kB)."
         echo "Target: a backlog of 10 M events drains with flat memory. Samples: samples-backlog-*.tsv."
         echo
     } >>"$OUT/summary.md"
-    log "backlog drain: $((d1 - d0)) delivered, $drain_rate ev/s, drained=$drained, $rss_stats"
+    log "backlog drain: $((d1 - d0)) delivered, $drain_rate ev/s, drained=$drained, $rss_stats; idle after: $rss_after kB"
 fi
 
 {
