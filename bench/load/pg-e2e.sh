@@ -101,6 +101,12 @@ run() {
     t1=$(date +%s.%N)
     kill "$pid"
     wait "$pid" 2>/dev/null || true
+    # run() runs in a command substitution, so its schema is dropped here:
+    # the SCHEMAS list it added to does not reach the parent's clean-up.
+    if [[ $backend == postgres ]]; then
+        psql "$PG_URL" -qc "SET statement_timeout = 0; DROP SCHEMA IF EXISTS $schema CASCADE" \
+            >/dev/null 2>&1 || true
+    fi
     jq -c --arg b "$backend" --argjson r "$round" --arg drained "$drained" \
         --argjson delivered "$((d1 - d0))" \
         --argjson secs "$(echo "$t1 - $t0" | bc)" \
