@@ -333,8 +333,7 @@ impl PostgresStore {
         rotation::refresh(&shared).await?;
         let maintenance = (!shared.options.queue_rotate_interval.is_zero()).then(|| {
             let weak = Arc::downgrade(&shared);
-            let options = shared.options.clone();
-            tokio::spawn(async move { rotation::run(weak, &options).await })
+            tokio::spawn(rotation::run(weak, shared.options.queue_rotate_interval))
         });
         let (tx, rx) = mpsc::unbounded_channel();
         let rx = Arc::new(AsyncMutex::new(rx));

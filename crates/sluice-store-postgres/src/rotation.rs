@@ -17,7 +17,7 @@
 //! `store_meta` holds the current partition (`queue_part`) and when it
 //! became current (`queue_part_since_ms`). Each node caches the current
 //! partition and refreshes it on every maintenance tick. Once the current
-//! partition has been current for [`PostgresOptions::queue_rotate_interval`],
+//! partition has been current for [`crate::PostgresOptions::queue_rotate_interval`],
 //! a node makes another partition with no events current, oldest first,
 //! truncating it on the way; on every tick it also truncates the other
 //! partitions that have drained since. A truncation takes the partition's
@@ -57,9 +57,9 @@ use sluice_store::StoreError;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, GenericClient};
 
+use crate::Shared;
 use crate::error::{pg_error, pool_error};
 use crate::schema::{QUEUE_PARTS, lock_key};
-use crate::{PostgresOptions, Shared};
 
 /// The longest a rotation waits for a partition's exclusive lock before it
 /// tries the next one (leases and acks queue behind the wait).
@@ -97,17 +97,7 @@ pub(crate) fn move_lock_key(schema: &str) -> i64 {
 /// Reads the current partition from `store_meta` into the node's cache.
 pub(crate) async fn refresh(shared: &Shared) -> Result<i16, StoreError> {
     let client = shared.pool.get().await.map_err(pool_error)?;
-    let row = client
-        .query_one(
-            &format!(
-                "SELECT value FROM {}.store_meta WHERE key = 'queue_part'",
-                shared.options.schema
-            ),
-            &[],
-        )
-        .await
-        .map_err(pg_error)?;
-    let part = part_from(row.try_get(0).map_err(pg_error)?)?;
+    let (part, _) = read_meta(&**client, &shared.options.schema).await?;
     shared.set_queue_part(part);
     Ok(part)
 }
@@ -153,13 +143,17 @@ pub(crate) async fn rotate(
     for step in 1..QUEUE_PARTS {
         let candidate = (current + step) % QUEUE_PARTS;
         let becomes_current = due && report.rotated_to.is_none();
-        if !becomes_current && relation_size(client, schema, candidate).await? == 0 {
+        let partition = format!("{schema}.queue_p{candidate}");
+        if !becomes_current
+            && scalar::<i64>(client, &format!("SELECT pg_relation_size('{partition}')")).await? == 0
+        {
             continue;
         }
-        if occupied(client, schema, candidate).await? {
+        if occupied(client, &partition).await? {
             continue;
         }
-        match truncate(client, schema, candidate, becomes_current.then_some(now_ms)).await? {
+        let make_current_at = becomes_current.then_some(now_ms);
+        match truncate(client, schema, report.current, candidate, make_current_at).await? {
             Truncated::Yes => {
                 report.truncated += 1;
                 if becomes_current {
@@ -208,34 +202,26 @@ async fn read_meta(client: &impl GenericClient, schema: &str) -> Result<(i16, i6
     Ok((current, since_ms))
 }
 
-async fn relation_size(
-    client: &impl GenericClient,
-    schema: &str,
-    part: i16,
-) -> Result<i64, StoreError> {
-    Ok(client
-        .query_one(
-            &format!("SELECT pg_relation_size('{schema}.queue_p{part}')"),
-            &[],
-        )
+/// The one value `sql` answers.
+async fn scalar<T>(client: &impl GenericClient, sql: &str) -> Result<T, StoreError>
+where
+    T: for<'a> tokio_postgres::types::FromSql<'a>,
+{
+    client
+        .query_one(sql, &[])
         .await
         .map_err(pg_error)?
-        .get(0))
+        .try_get(0)
+        .map_err(pg_error)
 }
 
-async fn occupied(
-    client: &impl GenericClient,
-    schema: &str,
-    part: i16,
-) -> Result<bool, StoreError> {
-    Ok(client
-        .query_one(
-            &format!("SELECT EXISTS (SELECT 1 FROM {schema}.queue_p{part})"),
-            &[],
-        )
-        .await
-        .map_err(pg_error)?
-        .get(0))
+/// Whether `partition` (schema-qualified) holds any event.
+async fn occupied(client: &impl GenericClient, partition: &str) -> Result<bool, StoreError> {
+    scalar(
+        client,
+        &format!("SELECT EXISTS (SELECT 1 FROM {partition})"),
+    )
+    .await
 }
 
 enum Truncated {
@@ -246,15 +232,16 @@ enum Truncated {
     OtherRotator,
 }
 
-/// Truncates `part` if it holds no events under its exclusive lock; with
-/// `make_current_at`, also makes it the current partition, as of then.
+/// Truncates `part` if it holds no events under its exclusive lock and
+/// `current` is still the current partition; with `make_current_at`, also
+/// makes `part` the current partition, as of then.
 async fn truncate(
     client: &mut Client,
     schema: &str,
+    current: i16,
     part: i16,
     make_current_at: Option<i64>,
 ) -> Result<Truncated, StoreError> {
-    let before = read_meta(client, schema).await?.0;
     let tx = client.transaction().await.map_err(pg_error)?;
     let won: bool = tx
         .query_one(
@@ -264,16 +251,15 @@ async fn truncate(
         .await
         .map_err(pg_error)?
         .get(0);
-    if !won || read_meta(&tx, schema).await?.0 != before || before == part {
+    if !won || read_meta(&tx, schema).await?.0 != current {
         return Ok(Truncated::OtherRotator);
     }
     tx.batch_execute(&format!("SET LOCAL lock_timeout = '{LOCK_WAIT}'"))
         .await
         .map_err(pg_error)?;
+    let partition = format!("{schema}.queue_p{part}");
     match tx
-        .batch_execute(&format!(
-            "LOCK TABLE {schema}.queue_p{part} IN ACCESS EXCLUSIVE MODE"
-        ))
+        .batch_execute(&format!("LOCK TABLE {partition} IN ACCESS EXCLUSIVE MODE"))
         .await
     {
         Ok(()) => {}
@@ -282,10 +268,10 @@ async fn truncate(
         }
         Err(error) => return Err(pg_error(error)),
     }
-    if occupied(&tx, schema, part).await? {
+    if occupied(&tx, &partition).await? {
         return Ok(Truncated::Busy);
     }
-    let mut sql = format!("TRUNCATE {schema}.queue_p{part};");
+    let mut sql = format!("TRUNCATE {partition};");
     if let Some(now_ms) = make_current_at {
         sql.push_str(&format!(
             "UPDATE {schema}.store_meta SET value = {part} WHERE key = 'queue_part';
@@ -306,14 +292,14 @@ async fn move_stragglers(
     to: i16,
     now_ms: i64,
 ) -> Result<u64, StoreError> {
-    let remaining: i64 = client
-        .query_one(
-            &format!("SELECT count(*) FROM (SELECT 1 FROM {schema}.queue_p{from} LIMIT $1) AS r"),
-            &[&(MOVE_MAX_ROWS + 1)],
-        )
-        .await
-        .map_err(pg_error)?
-        .get(0);
+    let remaining: i64 = scalar(
+        client,
+        &format!(
+            "SELECT count(*) FROM (SELECT 1 FROM {schema}.queue_p{from} LIMIT {}) AS r",
+            MOVE_MAX_ROWS + 1
+        ),
+    )
+    .await?;
     if remaining == 0 || remaining > MOVE_MAX_ROWS {
         return Ok(0);
     }
@@ -356,9 +342,8 @@ async fn move_stragglers(
 /// The node's maintenance loop: refreshes the current partition and
 /// rotates when due. Holds only a weak reference, so a dropped store ends
 /// it at the next tick.
-pub(crate) async fn run(shared: Weak<Shared>, options: &PostgresOptions) {
-    let tick = (options.queue_rotate_interval / 4)
-        .clamp(Duration::from_millis(250), Duration::from_secs(5));
+pub(crate) async fn run(shared: Weak<Shared>, rotate_interval: Duration) {
+    let tick = (rotate_interval / 4).clamp(Duration::from_millis(250), Duration::from_secs(5));
     loop {
         tokio::time::sleep(tick).await;
         let Some(shared) = shared.upgrade() else {
