@@ -414,11 +414,7 @@ impl GraphClient {
         credentials: &Credentials,
         body: &RawBody,
     ) -> Result<EventResponse, DeliveryError> {
-        if body.is_empty() {
-            return Err(DeliveryError::InvalidBatch {
-                reason: "no events",
-            });
-        }
+        // Never empty: `build_body` refuses an empty batch.
         self.post(pixel_id, credentials, body.bytes.clone()).await
     }
 
