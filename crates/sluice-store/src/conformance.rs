@@ -2011,7 +2011,7 @@ fn merging_into(expected: Vec<u8>, merged: &[u8]) -> MergeFn {
     let merged = merged.to_vec();
     Box::new(move |held: &[u8]| {
         assert_eq!(held, expected.as_slice(), "merge gets the held payload");
-        Some(merged)
+        Some(merged.clone())
     })
 }
 

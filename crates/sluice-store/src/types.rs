@@ -647,8 +647,10 @@ impl fmt::Debug for MergeRequest {
 
 /// Builds the merged payload from the held copy's payload; `None` refuses the
 /// merge (nothing changes). Runs inside the store's transaction, so it must
-/// be quick and must not block; a panic counts as `None`.
-pub type MergeFn = Box<dyn FnOnce(&[u8]) -> Option<Vec<u8>> + Send>;
+/// be quick and must not block; a panic counts as `None`. A store may call it
+/// more than once for one request (the SQLite writer replays a batch when
+/// another command in it fails), so it must give the same answer each time.
+pub type MergeFn = Box<dyn Fn(&[u8]) -> Option<Vec<u8>> + Send>;
 
 /// What [`Store::merge_held`](crate::Store::merge_held) did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -275,10 +275,16 @@ async fn a_failing_command_does_not_sink_the_rest_of_its_batch() {
     let err = results[1].as_ref().unwrap_err();
     assert_eq!(err.code(), "store_backend", "{err}");
     assert!(results[2].is_ok());
+    let after = store.writer_stats();
     assert_eq!(
-        store.writer_stats().transactions - before.transactions,
+        after.transactions - before.transactions,
         1,
         "all three were in one transaction"
+    );
+    assert_eq!(
+        after.replays - before.replays,
+        1,
+        "the batch was applied again under savepoints"
     );
 
     let leased = store.lease("p1", 10, LEASE_MS, T0).await.unwrap();

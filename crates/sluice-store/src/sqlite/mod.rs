@@ -165,6 +165,9 @@ pub struct WriterStats {
     /// Times the writer found itself idle for
     /// [`SqliteOptions::idle_shrink_after`] and gave the page caches back.
     pub idle_shrinks: u64,
+    /// Batches applied a second time under savepoints because a command in
+    /// them failed (see the writer's failure semantics).
+    pub replays: u64,
 }
 
 // === impl SqliteStore ===
@@ -307,6 +310,7 @@ impl SqliteStore {
             transactions: self.counters.transactions.load(Ordering::Relaxed),
             commands: self.counters.commands.load(Ordering::Relaxed),
             idle_shrinks: self.counters.idle_shrinks.load(Ordering::Relaxed),
+            replays: self.counters.replays.load(Ordering::Relaxed),
         }
     }
 
@@ -678,14 +682,14 @@ fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connection, Store
     // Keep the WAL from staying huge after a burst once it is checkpointed.
     conn.pragma_update(None, "journal_size_limit", 64 * 1024 * 1024)
         .map_err(sql_error)?;
-    // Every command runs under a savepoint, and SQLite keeps the pre-image of
-    // each page a command changes in a statement journal. With temp_store=
-    // MEMORY that journal lived on the heap in 1 KiB chunks: acking 1000
-    // events (queue rows, user keys, freed pages zeroed by secure_delete)
-    // took up to ~19 MiB at once, on top of the page cache (heaptrack,
-    // bench/RESULTS.md "Session 3: memory"). FILE keeps the first 64 KiB in
-    // memory and spills the rest to an unlinked temp file, which lives in
-    // the OS page cache and is never fsynced.
+    // A savepoint (the writer's replay after a failed command) or a
+    // multi-row statement makes SQLite keep the pre-image of each page it
+    // changes in a statement journal. With temp_store=MEMORY that journal
+    // lived on the heap in 1 KiB chunks: acking 1000 events under a
+    // savepoint took up to ~19 MiB at once (heaptrack, bench/RESULTS.md
+    // "Session 3: memory"). FILE keeps the first 64 KiB in memory and spills
+    // the rest to an unlinked temp file, which lives in the OS page cache and
+    // is never fsynced.
     conn.pragma_update(None, "temp_store", "FILE")
         .map_err(sql_error)?;
     // `forget` must not leave a person's hashes in free pages of the file.

@@ -1,9 +1,11 @@
 //! The write operations, as plain functions over the writer's connection.
 //!
-//! Each function runs inside the writer's group-commit transaction, under a
-//! savepoint of its own (see `writer`), so it either applies completely or
-//! not at all, and it keeps `pixel_counters` in step with the rows it
-//! touches. None of them commits: durability is the writer's job.
+//! Each function runs inside the writer's group-commit transaction. The
+//! writer makes each one apply completely or not at all (see `writer`: a
+//! failure rolls the batch back and replays it under savepoints), and each
+//! keeps `pixel_counters` in step with the rows it touches. None of them
+//! commits: durability is the writer's job. Each must give the same result
+//! when applied twice to the same state, since a replay does exactly that.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -54,7 +56,7 @@ pub(crate) const PURGE_LEDGER_SQL: &str = "DELETE FROM dedup_ledger
                  LIMIT ?2)";
 
 /// Per-pixel counter changes made by one operation, written to
-/// `pixel_counters` before the operation's savepoint is released.
+/// `pixel_counters` at the end of the operation.
 #[derive(Debug, Default)]
 struct CounterDeltas {
     by_pixel: BTreeMap<String, Delta>,
@@ -116,7 +118,7 @@ impl CounterDeltas {
 /// See [`Store::enqueue`](crate::Store::enqueue).
 pub(crate) fn enqueue(
     conn: &Connection,
-    events: Vec<NewEvent>,
+    events: &[NewEvent],
     now_ms: i64,
     dedup_window_ms: i64,
 ) -> Result<Vec<EnqueueOutcome>, StoreError> {
@@ -242,7 +244,7 @@ pub(crate) const HELD_COPY_SQL: &str = "SELECT id, source, payload, user_keys FR
 pub(crate) fn merge_held(
     conn: &Connection,
     request: &MergeRequest,
-    merge: MergeFn,
+    merge: &MergeFn,
     now_ms: i64,
 ) -> Result<MergeOutcome, StoreError> {
     let held: Option<(i64, EventSource, Vec<u8>, Option<String>)> = conn
@@ -263,7 +265,7 @@ pub(crate) fn merge_held(
     let Some((row_id, into_source, payload, held_keys)) = held else {
         return Ok(MergeOutcome::NotMerged);
     };
-    let merged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || merge(&payload)))
+    let merged = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| merge(&payload)))
         .ok()
         .flatten();
     let Some(merged) = merged else {
