@@ -582,8 +582,19 @@ impl Store for SqliteStore {
             return Ok(ForgetReport::default());
         }
         let user_keys = user_keys.to_vec();
-        self.write(|reply| Command::Forget { user_keys, reply })
-            .await
+        // Walk the queue on a reader, beside the writer: a backlog may hold
+        // millions of events, and ingest waits on the writer. The writer
+        // then checks only what changed since this snapshot.
+        let scan_keys = user_keys.clone();
+        let scan = self
+            .read(move |conn| read::queue_key_scan(conn, &scan_keys))
+            .await?;
+        self.write(|reply| Command::Forget {
+            user_keys,
+            scan,
+            reply,
+        })
+        .await
     }
 
     async fn audit_list(

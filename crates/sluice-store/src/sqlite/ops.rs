@@ -145,8 +145,6 @@ pub(crate) fn enqueue(
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )
         .map_err(sql_error)?;
-    let mut insert_key = conn.prepare_cached(INSERT_KEY_SQL).map_err(sql_error)?;
-
     let mut deltas = CounterDeltas::default();
     let mut outcomes = Vec::with_capacity(events.len());
     for event in events {
@@ -214,11 +212,6 @@ pub(crate) fn enqueue(
             ])
             .map_err(sql_error)?;
         let row_id = conn.last_insert_rowid();
-        for key in keys {
-            insert_key
-                .execute(params![key, row_id])
-                .map_err(sql_error)?;
-        }
         deltas.pixel(&event.pixel_id).queued += 1;
         outcomes.push(EnqueueOutcome::Queued {
             id: EventRowId::from_raw(row_id),
@@ -277,19 +270,23 @@ pub(crate) fn merge_held(
         .collect();
     keys.sort_unstable();
     keys.dedup();
+    // The row may gain keys here after a `forget` scanned it: the merge
+    // number lets that `forget` find it (see `forget`).
+    let merge_seq: i64 = conn
+        .prepare_cached(
+            "UPDATE store_meta SET value = value + 1 WHERE key = 'merge_seq' RETURNING value",
+        )
+        .map_err(sql_error)?
+        .query_row([], |row| row.get(0))
+        .map_err(sql_error)?;
     conn.prepare_cached(
-        "UPDATE queue SET payload = ?2, due_ms = ?3, hold_until_ms = NULL, user_keys = ?4
+        "UPDATE queue SET payload = ?2, due_ms = ?3, hold_until_ms = NULL, user_keys = ?4,
+                          merge_seq = ?5
          WHERE id = ?1",
     )
     .map_err(sql_error)?
-    .execute(params![row_id, merged, now_ms, join_keys(&keys)])
+    .execute(params![row_id, merged, now_ms, join_keys(&keys), merge_seq])
     .map_err(sql_error)?;
-    let mut insert_key = conn.prepare_cached(INSERT_KEY_SQL).map_err(sql_error)?;
-    for key in &request.user_keys {
-        insert_key
-            .execute(params![key, row_id])
-            .map_err(sql_error)?;
-    }
     conn.prepare_cached(
         "UPDATE dedup_ledger
          SET sources = sources | ?4, merged = merged + 1,
@@ -359,18 +356,16 @@ pub(crate) fn lease(
 /// See [`Store::ack`](crate::Store::ack).
 pub(crate) fn ack(conn: &Connection, ids: &[EventRowId], now_ms: i64) -> Result<u64, StoreError> {
     let mut delete = conn
-        .prepare_cached("DELETE FROM queue WHERE id = ?1 RETURNING pixel_id, user_keys")
+        .prepare_cached("DELETE FROM queue WHERE id = ?1 RETURNING pixel_id")
         .map_err(sql_error)?;
-    let mut delete_key = conn.prepare_cached(DELETE_KEY_SQL).map_err(sql_error)?;
     let mut deltas = CounterDeltas::default();
     let mut deleted = 0;
     for id in dedup_ids(ids) {
-        let row: Option<(String, Option<String>)> = delete
-            .query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))
+        let pixel: Option<String> = delete
+            .query_row([id], |row| row.get(0))
             .optional()
             .map_err(sql_error)?;
-        if let Some((pixel, keys)) = row {
-            delete_keys(&mut delete_key, id, keys.as_deref())?;
+        if let Some(pixel) = pixel {
             let d = deltas.pixel(&pixel);
             d.queued -= 1;
             d.delivered += 1;
@@ -432,7 +427,6 @@ pub(crate) fn dead_letter(
     let mut copy_key = conn
         .prepare_cached("INSERT INTO dead_letter_user_keys (row_id, user_key) VALUES (?1, ?2)")
         .map_err(sql_error)?;
-    let mut delete_key = conn.prepare_cached(DELETE_KEY_SQL).map_err(sql_error)?;
     let mut delete = conn
         .prepare_cached("DELETE FROM queue WHERE id = ?1 RETURNING user_keys")
         .map_err(sql_error)?;
@@ -458,7 +452,6 @@ pub(crate) fn dead_letter(
                 .execute(params![dead_letter_id, key])
                 .map_err(sql_error)?;
         }
-        delete_keys(&mut delete_key, id, keys.as_deref())?;
         let d = deltas.pixel(&pixel);
         d.queued -= 1;
         d.dead_letters += 1;
@@ -487,11 +480,7 @@ pub(crate) fn dlq_replay(
         )
         .map_err(sql_error)?;
     let mut copy_keys = conn
-        .prepare_cached(
-            "INSERT INTO queue_keys (user_key, row_id)
-             SELECT user_key, ?2 FROM dead_letter_user_keys WHERE row_id = ?1
-             RETURNING user_key",
-        )
+        .prepare_cached("SELECT user_key FROM dead_letter_user_keys WHERE row_id = ?1")
         .map_err(sql_error)?;
     let mut set_keys = conn
         .prepare_cached("UPDATE queue SET user_keys = ?2 WHERE id = ?1")
@@ -516,7 +505,7 @@ pub(crate) fn dlq_replay(
             continue;
         };
         let mut keys = copy_keys
-            .query_map(params![id, row_id], |row| row.get::<_, String>(0))
+            .query_map([id], |row| row.get::<_, String>(0))
             .map_err(sql_error)?
             .collect::<Result<Vec<_>, _>>()
             .map_err(sql_error)?;
@@ -574,49 +563,84 @@ pub(crate) fn purge_ledger_batch(
         .map_err(sql_error)? as u64)
 }
 
-/// See [`Store::forget`](crate::Store::forget).
-pub(crate) fn forget(conn: &Connection, user_keys: &[String]) -> Result<ForgetReport, StoreError> {
+/// What `forget`'s scan of the queue found, on a read connection and in one
+/// snapshot (see [`read::queue_key_scan`](super::read::queue_key_scan)).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct QueueKeyScan {
+    /// Queue rows carrying any of the keys in that snapshot.
+    pub(crate) matching: BTreeSet<i64>,
+    /// The highest queue id handed out as of the snapshot: a row with a
+    /// higher id came later and was not scanned.
+    pub(crate) through_id: i64,
+    /// `store_meta.merge_seq` as of the snapshot: a row merged later may
+    /// have gained one of the keys.
+    pub(crate) merge_seq: i64,
+}
+
+/// Queue rows newer than a `forget` scan's snapshot: a rowid range.
+pub(crate) const ROWS_AFTER_SCAN_SQL: &str = "SELECT id, user_keys FROM queue WHERE id > ?1";
+
+/// Queue rows merged after a `forget` scan's snapshot: a range of the
+/// partial index `queue_by_merge`.
+pub(crate) const ROWS_MERGED_AFTER_SCAN_SQL: &str =
+    "SELECT id, user_keys FROM queue WHERE merge_seq > ?1";
+
+/// Whether a `queue.user_keys` value holds any of `wanted`.
+pub(crate) fn carries_any(joined: Option<&str>, wanted: &BTreeSet<&str>) -> bool {
+    split_keys(joined).any(|key| wanted.contains(key))
+}
+
+/// See [`Store::forget`](crate::Store::forget). `scan` was taken before on
+/// a read connection, so the writer (and every ingest waiting on it) never
+/// walks the whole queue; here only what may have changed since is checked.
+/// Queue rows only gain keys by being inserted (a higher id) or merged (a
+/// higher `merge_seq`), and never lose one, so the two ranges below and the
+/// scan's matches together are every row that carries a key now.
+pub(crate) fn forget(
+    conn: &Connection,
+    user_keys: &[String],
+    scan: &QueueKeyScan,
+) -> Result<ForgetReport, StoreError> {
     let mut report = ForgetReport::default();
     let mut deltas = CounterDeltas::default();
     let mut ledger_keys: BTreeSet<(String, String, String)> = BTreeSet::new();
+    let wanted: BTreeSet<&str> = user_keys.iter().map(String::as_str).collect();
 
     // Collect first, then delete: never mutate a table under an open cursor on it.
-    let queue_ids = rows_with_keys(conn, "queue_keys", user_keys)?;
+    let mut queue_ids = scan.matching.clone();
+    for (sql, after) in [
+        (ROWS_AFTER_SCAN_SQL, scan.through_id),
+        (ROWS_MERGED_AFTER_SCAN_SQL, scan.merge_seq),
+    ] {
+        let mut select = conn.prepare_cached(sql).map_err(sql_error)?;
+        let mut rows = select.query([after]).map_err(sql_error)?;
+        while let Some(row) = rows.next().map_err(sql_error)? {
+            let keys: Option<String> = row.get(1).map_err(sql_error)?;
+            if carries_any(keys.as_deref(), &wanted) {
+                queue_ids.insert(row.get(0).map_err(sql_error)?);
+            }
+        }
+    }
     let dead_letter_ids = rows_with_keys(conn, "dead_letter_user_keys", user_keys)?;
 
-    let mut delete_key = conn.prepare_cached(DELETE_KEY_SQL).map_err(sql_error)?;
     let mut delete_dead_letter_keys = conn
         .prepare_cached("DELETE FROM dead_letter_user_keys WHERE row_id = ?1")
         .map_err(sql_error)?;
-    for (table, keys_column, ids) in [
-        ("queue", "user_keys", &queue_ids),
-        ("dead_letters", "NULL", &dead_letter_ids),
-    ] {
+    for (table, ids) in [("queue", &queue_ids), ("dead_letters", &dead_letter_ids)] {
         let mut delete = conn
             .prepare_cached(&format!(
-                "DELETE FROM {table} WHERE id = ?1
-                 RETURNING pixel_id, event_name, event_id, {keys_column}"
+                "DELETE FROM {table} WHERE id = ?1 RETURNING pixel_id, event_name, event_id"
             ))
             .map_err(sql_error)?;
         for id in ids {
-            let deleted: Option<((String, String, String), Option<String>)> = delete
-                .query_row([id], |row| {
-                    Ok(((row.get(0)?, row.get(1)?, row.get(2)?), row.get(3)?))
-                })
+            let deleted: Option<(String, String, String)> = delete
+                .query_row([id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
                 .optional()
                 .map_err(sql_error)?;
-            if table == "queue" {
-                // The row's own keys, and the forgotten ones (which found
-                // this id, even if the row itself were gone).
-                let own = deleted.as_ref().and_then(|(_, keys)| keys.as_deref());
-                delete_keys(&mut delete_key, *id, own)?;
-                for key in user_keys {
-                    delete_key.execute(params![key, id]).map_err(sql_error)?;
-                }
-            } else {
+            if table == "dead_letters" {
                 delete_dead_letter_keys.execute([id]).map_err(sql_error)?;
             }
-            let Some((key, _)) = deleted else { continue };
+            let Some(key) = deleted else { continue };
             let d = deltas.pixel(&key.0);
             if table == "queue" {
                 d.queued -= 1;
@@ -672,13 +696,6 @@ pub(crate) fn release_all_leases(conn: &Connection, now_ms: i64) -> Result<u64, 
         .map_err(sql_error)? as u64)
 }
 
-/// Adds one user key of a queued event (`?1` key, `?2` row id).
-const INSERT_KEY_SQL: &str = "INSERT OR IGNORE INTO queue_keys (user_key, row_id) VALUES (?1, ?2)";
-
-/// Removes one user key of a queued event: a primary-key probe.
-pub(crate) const DELETE_KEY_SQL: &str =
-    "DELETE FROM queue_keys WHERE user_key = ?1 AND row_id = ?2";
-
 /// An event's keys, each once, sorted.
 fn unique_keys(keys: &[String]) -> Vec<&str> {
     let mut unique: Vec<&str> = keys.iter().map(String::as_str).collect();
@@ -705,20 +722,6 @@ fn split_keys(joined: Option<&str>) -> impl Iterator<Item = &str> {
         .into_iter()
         .flat_map(|j| j.split(USER_KEY_SEPARATOR))
         .filter(|k| !k.is_empty())
-}
-
-/// Removes the `queue_keys` rows of row `row_id`, whose keys are `joined`.
-fn delete_keys(
-    delete_key: &mut rusqlite::CachedStatement<'_>,
-    row_id: i64,
-    joined: Option<&str>,
-) -> Result<(), StoreError> {
-    for key in split_keys(joined) {
-        delete_key
-            .execute(params![key, row_id])
-            .map_err(sql_error)?;
-    }
-    Ok(())
 }
 
 /// The distinct row ids of `keys_table` that carry any of `user_keys`.

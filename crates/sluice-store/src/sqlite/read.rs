@@ -3,7 +3,9 @@
 //! In WAL mode readers never block the writer and see the last committed
 //! state. Every query here is bounded: `stats` and `due_pixels` cost one
 //! index seek per pixel plus the leased/held rows (partial indexes), never a
-//! scan of the backlog; `dlq_list` is a keyset page. Callers run these on
+//! scan of the backlog; `dlq_list` is a keyset page. The one exception is
+//! `queue_key_scan`, `forget`'s walk over the queue, which is here precisely
+//! so that it runs beside the writer instead of on it. Callers run these on
 //! tokio's blocking pool (`spawn_blocking`), never on a runtime thread.
 //!
 //! Connections are opened lazily, set `query_only`, and at most
@@ -16,7 +18,7 @@ use std::time::Duration;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params, params_from_iter};
 
-use super::ops::attempts_from_sql;
+use super::ops::{QueueKeyScan, attempts_from_sql, carries_any};
 use super::sql_error;
 use crate::{
     DeadLetter, DeadLetterId, DedupReport, DedupReportQuery, DedupReportRow, DlqFilter,
@@ -127,6 +129,46 @@ impl ReadPool {
             .filter(|conn| conn.execute_batch("PRAGMA shrink_memory").is_ok())
             .count()
     }
+}
+
+/// `forget`'s first step: the queue rows carrying any of `user_keys`, in one
+/// snapshot, with what the writer needs to re-check only what changed since
+/// (see [`ops::forget`](super::ops::forget)). A full scan of the queue,
+/// which is why it runs here, on a reader, and not on the writer.
+pub(crate) fn queue_key_scan(
+    conn: &mut Connection,
+    user_keys: &[String],
+) -> Result<QueueKeyScan, StoreError> {
+    let wanted: std::collections::BTreeSet<&str> = user_keys.iter().map(String::as_str).collect();
+    // One read transaction: the bounds and the scan see the same snapshot.
+    let tx = conn.transaction().map_err(sql_error)?;
+    let (through_id, merge_seq): (i64, i64) = tx
+        .query_row(
+            "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'queue'), 0),
+                    (SELECT value FROM store_meta WHERE key = 'merge_seq')",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .map_err(sql_error)?;
+    let mut matching = std::collections::BTreeSet::new();
+    {
+        let mut select = tx
+            .prepare("SELECT id, user_keys FROM queue WHERE user_keys IS NOT NULL")
+            .map_err(sql_error)?;
+        let mut rows = select.query([]).map_err(sql_error)?;
+        while let Some(row) = rows.next().map_err(sql_error)? {
+            let keys: Option<String> = row.get(1).map_err(sql_error)?;
+            if carries_any(keys.as_deref(), &wanted) {
+                matching.insert(row.get(0).map_err(sql_error)?);
+            }
+        }
+    }
+    tx.finish().map_err(sql_error)?;
+    Ok(QueueKeyScan {
+        matching,
+        through_id,
+        merge_seq,
+    })
 }
 
 /// See [`Store::due_pixels`](crate::Store::due_pixels).

@@ -92,18 +92,18 @@ fn releasing_every_lease_walks_only_the_leased_rows() {
 }
 
 #[test]
-fn user_key_rows_are_primary_key_probes() {
+fn forget_rechecks_only_rows_newer_or_merged_since_its_scan() {
     let (_dir, conn) = migrated();
-    for sql in [
-        ops::DELETE_KEY_SQL,
-        "SELECT row_id FROM queue_keys WHERE user_key = ?1",
-    ] {
-        let lines = assert_no_scan(&conn, sql, "queue_keys");
-        assert!(
-            lines.iter().any(|l| l.contains("PRIMARY KEY")),
-            "{lines:#?}"
-        );
-    }
+    let lines = assert_no_scan(&conn, ops::ROWS_AFTER_SCAN_SQL, "queue");
+    assert!(
+        lines.iter().any(|l| l.contains("INTEGER PRIMARY KEY")),
+        "{lines:#?}"
+    );
+    let lines = assert_no_scan(&conn, ops::ROWS_MERGED_AFTER_SCAN_SQL, "queue");
+    assert!(
+        lines.iter().any(|l| l.contains("queue_by_merge")),
+        "{lines:#?}"
+    );
 }
 
 #[test]
@@ -209,4 +209,65 @@ async fn an_idle_writer_gives_the_page_caches_back_once_per_idle_spell() {
     })
     .await;
     assert_eq!(store.stats(2_000).await.unwrap().queued, 50);
+}
+
+/// `forget` scans the queue on a reader, then the writer deletes. Between the
+/// two, a row may be enqueued with the key, and a held row may gain the key
+/// by a merge: the writer's re-check must find both.
+#[test]
+fn forget_finds_rows_added_or_merged_after_its_scan() {
+    use crate::{EventIdOrigin, EventSource, MergeFn, MergeOutcome, MergeRequest, NewEvent};
+
+    const NOW: i64 = 1_700_000_000_000;
+    const WINDOW: i64 = 48 * 3600 * 1000;
+    let key = "a".repeat(64);
+    let other = "b".repeat(64);
+    let event = |id: &str, source: EventSource, keys: &[&str], hold: Option<i64>| NewEvent {
+        pixel_id: "p1".to_owned(),
+        event_name: "Purchase".to_owned(),
+        event_id: id.to_owned(),
+        event_time: NOW / 1000,
+        source,
+        payload: b"{}".to_vec(),
+        user_keys: keys.iter().map(|k| (*k).to_owned()).collect(),
+        test_event_code: None,
+        hold_until_ms: hold,
+        order_id: None,
+        event_id_origin: EventIdOrigin::Sent,
+    };
+    let (_dir, mut conn) = migrated();
+    let before = [
+        event("scanned", EventSource::Backend, &[&key], None),
+        event("held", EventSource::Browser, &[&other], Some(NOW + 60_000)),
+        event("unrelated", EventSource::Backend, &[&other], None),
+    ];
+    ops::enqueue(&conn, &before, NOW, WINDOW).unwrap();
+
+    let scan = read::queue_key_scan(&mut conn, std::slice::from_ref(&key)).unwrap();
+    assert_eq!(scan.matching.len(), 1, "only `scanned` carries the key yet");
+
+    let after = [event("later", EventSource::Backend, &[&key], None)];
+    ops::enqueue(&conn, &after, NOW, WINDOW).unwrap();
+    let merge: MergeFn = Box::new(|held: &[u8]| Some(held.to_vec()));
+    let request = MergeRequest {
+        pixel_id: "p1".to_owned(),
+        event_name: "Purchase".to_owned(),
+        event_id: "held".to_owned(),
+        source: EventSource::Backend,
+        user_keys: vec![key.clone()],
+        order_id: None,
+    };
+    let merged = ops::merge_held(&conn, &request, &merge, NOW + 1).unwrap();
+    assert!(matches!(merged, MergeOutcome::Merged { .. }), "{merged:?}");
+
+    let report = ops::forget(&conn, std::slice::from_ref(&key), &scan).unwrap();
+    assert_eq!(report.queued, 3, "scanned, later and held: {report:?}");
+    let left: Vec<String> = conn
+        .prepare("SELECT event_id FROM queue ORDER BY id")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(left, ["unrelated"]);
 }

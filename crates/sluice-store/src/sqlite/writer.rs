@@ -125,6 +125,8 @@ pub(crate) enum Command {
     },
     Forget {
         user_keys: Vec<String>,
+        /// The queue scan taken on a read connection just before.
+        scan: ops::QueueKeyScan,
         reply: Reply<ForgetReport>,
     },
     MergeHeld {
@@ -263,7 +265,9 @@ impl Command {
             Command::PurgeAuditBatch {
                 before_ms, limit, ..
             } => ops::purge_audit_batch(conn, *before_ms, *limit).map(Done::Count),
-            Command::Forget { user_keys, .. } => ops::forget(conn, user_keys).map(Done::Forgot),
+            Command::Forget {
+                user_keys, scan, ..
+            } => ops::forget(conn, user_keys, scan).map(Done::Forgot),
             Command::MergeHeld {
                 request,
                 merge,
