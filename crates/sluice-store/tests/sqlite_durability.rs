@@ -575,3 +575,39 @@ async fn user_key_rows_live_exactly_as_long_as_their_events() {
     );
     store.close().await.unwrap();
 }
+
+/// A new store gets 8 KiB pages; a store created with 4 KiB pages keeps
+/// them (SQLite cannot change a WAL file's page size) and its events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_stores_get_8_kib_pages_and_old_ones_keep_theirs() {
+    let page_size = |path: &Path| -> i64 {
+        Connection::open(path)
+            .unwrap()
+            .query_row("PRAGMA page_size", [], |r| r.get(0))
+            .unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let new = dir.path().join("new.sqlite");
+    open(&new).await.close().await.unwrap();
+    assert_eq!(page_size(&new), 8192);
+
+    let old = dir.path().join("old.sqlite");
+    let options = SqliteOptions {
+        page_size: 4096,
+        ..SqliteOptions::default()
+    };
+    let store = SqliteStore::open(&old, options).await.unwrap();
+    store
+        .enqueue(
+            vec![event("p1", "Purchase", "kept", EventSource::Backend)],
+            T0,
+        )
+        .await
+        .unwrap();
+    store.close().await.unwrap();
+    let store = open(&old).await;
+    let leased = store.lease("p1", 10, LEASE_MS, T0).await.unwrap();
+    assert_eq!(leased.len(), 1);
+    store.close().await.unwrap();
+    assert_eq!(page_size(&old), 4096);
+}
