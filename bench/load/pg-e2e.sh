@@ -45,22 +45,8 @@ if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
     cargo build --release -q -p sluice -p sluice-loadgen
 fi
 
-wait_http() {
-    local i
-    for ((i = 0; i < $2 * 10; i++)); do
-        curl -sf -o /dev/null "$1" && return 0
-        sleep 0.1
-    done
-    echo "timeout waiting for $1" >&2
-    return 1
-}
-emu_events() { curl -sf "http://127.0.0.1:$EMU_PORT/_emulator/stats" | jq -r '.events'; }
-queue_depth() {
-    curl -sf "http://127.0.0.1:$SLUICE_PORT/metrics" |
-        awk '$1 == "sluice_queue_depth" || index($1, "sluice_queue_depth{") == 1 {s += $2} END {printf "%d\n", s}'
-}
-
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# shellcheck source=bench/load/lib.sh
+source "$ROOT/bench/load/lib.sh"
 for p in "$EMU_PORT" "$SLUICE_PORT"; do
     port_free "$p" || { echo "port $p is in use; set EMU_PORT/SLUICE_PORT" >&2; exit 1; }
 done

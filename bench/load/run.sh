@@ -103,27 +103,12 @@ LOADGEN="$BIN/sluice-loadgen"
 SLUICE_BIN=${SLUICE_BIN:-$BIN/sluice}
 
 # --- helpers ----------------------------------------------------------------
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-wait_http() { # url seconds
-    local i
-    for ((i = 0; i < $2 * 10; i++)); do
-        curl -sf -o /dev/null "$1" && return 0
-        sleep 0.1
-    done
-    echo "timeout waiting for $1" >&2
-    return 1
-}
+# shellcheck source=bench/load/lib.sh
+source "$ROOT/bench/load/lib.sh"
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 anon_kb() { awk '/^RssAnon/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
-emu_events() { curl -sf "http://127.0.0.1:$EMU_PORT/_emulator/stats" | jq -r '.events'; }
-metric() { # name -> value (summed over label sets)
-    curl -sf "http://127.0.0.1:$SLUICE_PORT/metrics" |
-        awk -v m="$1" '$1 == m || index($1, m "{") == 1 {s += $2} END {printf "%d\n", s}'
-}
-queue_depth() { metric sluice_queue_depth; }
-
 # Samples "t rss_kb queue_depth emulator_events rss_anon_kb" every $2 s into $1 until killed.
 sampler() {
     local file=$1 every=$2
