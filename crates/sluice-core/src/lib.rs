@@ -19,6 +19,7 @@ mod json;
 pub mod match_quality;
 pub mod redact;
 pub mod request;
+pub mod time;
 pub mod user_data;
 pub mod validate;
 mod wire;

@@ -12,7 +12,6 @@
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 use tokio::sync::Notify;
@@ -20,13 +19,7 @@ use tokio::time::Instant;
 
 use crate::breaker::{BreakerState, CircuitBreaker, TripCause};
 
-/// The current Unix time in milliseconds.
-pub(crate) fn unix_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+pub(crate) use sluice_core::time::unix_ms;
 
 /// Locks a mutex, shrugging off poisoning: the data behind these locks is
 /// a status record and a state machine that stay consistent between

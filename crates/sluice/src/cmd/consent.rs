@@ -326,10 +326,7 @@ fn record_signals(record_json: &str) -> Vec<String> {
 // === time ===
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+    sluice_core::time::unix_ms()
 }
 
 /// `--since`: an age (`90s`, `30m`, `1h`, `7d`, `2w`) before `now_ms`, a UTC date

@@ -86,10 +86,7 @@ impl IntoDynStore for sluice_store::SqliteStore {
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+    sluice_core::time::unix_ms()
 }
 
 /// The report as text: a table, then the suspicious cases.

@@ -112,10 +112,7 @@ fn parse_ids(ids: &[String]) -> anyhow::Result<Vec<DeadLetterId>> {
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    sluice_core::time::unix_ms()
 }
 
 pub fn run(command: DlqCommand) -> anyhow::Result<ExitCode> {

@@ -69,10 +69,7 @@ pub fn run(args: SendArgs) -> anyhow::Result<ExitCode> {
     };
     let bytes =
         std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let now = sluice_core::time::unix_secs();
     let doc = parse_document(&bytes, &ValidationContext::for_ingest(now));
     if doc.error_count() > 0 {
         for p in doc.problems.iter().filter(|p| p.is_error()) {

@@ -35,10 +35,7 @@ pub fn run(args: ValidateArgs) -> anyhow::Result<ExitCode> {
             bytes.len()
         }
     };
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let now = sluice_core::time::unix_secs();
     let ctx = if args.ingest {
         ValidationContext::for_ingest(now)
     } else {
