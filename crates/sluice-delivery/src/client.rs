@@ -491,9 +491,10 @@ impl GraphClient {
     /// `{"data":[` + the events joined by `,` + `]` + the parameters: what
     /// serde writes for [`Body`] with `&RawValue` events, built in one
     /// allocation of the exact size instead of a vector doubled to up to
-    /// twice the body's size. The events must each be one JSON value (they
-    /// come from a `&RawValue`, or from a body built from them).
-    fn build_body<'e>(
+    /// twice the body's size. The events must each be one JSON value: they
+    /// come from a `&RawValue`, from a body built from them, or (the
+    /// delivery lane) from stored payloads its age guard has parsed in full.
+    pub(crate) fn build_body<'e>(
         &self,
         events: impl ExactSizeIterator<Item = &'e [u8]> + Clone,
         credentials: &Credentials,

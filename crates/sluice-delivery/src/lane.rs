@@ -29,7 +29,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand::rngs::StdRng;
-use serde_json::value::RawValue;
 use sluice_core::EventResponse;
 use sluice_core::graph_error::codes;
 use sluice_store::{DeadLetterReason, EventRowId, LeasedEvent, Store};
@@ -376,28 +375,26 @@ async fn guard_age(ctx: &Context, lane: &Lane, batch: Vec<LeasedEvent>) -> Vec<L
 /// Builds the request body of a group and lets go of its leased events:
 /// from here on the body is the only copy of their payloads.
 ///
-/// A payload that is not one JSON value is left out (and comes back when
-/// its lease expires); it cannot happen, since the age guard parsed every
-/// payload in full. `Err` only if the body cannot be built at all.
+/// The payloads go in as they are stored, without being parsed again: the
+/// age guard has already parsed every one of them in full (one JSON object
+/// each, or it was dead-lettered). `Err` only if the body cannot be built.
 fn prepare(
     lane: &Lane,
     events: Vec<LeasedEvent>,
     credentials: &Credentials,
     options: &BatchOptions,
 ) -> (Vec<Sent>, Result<RawBody, DeliveryError>) {
-    let mut raw: Vec<&RawValue> = Vec::with_capacity(events.len());
-    let mut sent = Vec::with_capacity(events.len());
-    for event in &events {
-        if let Ok(value) = serde_json::from_slice(&event.payload) {
-            sent.push(Sent {
-                id: event.id,
-                attempts: event.attempts,
-                index: raw.len(),
-            });
-            raw.push(value);
-        }
-    }
-    let body = lane.client.raw_body(&raw, credentials, options);
+    let sent = events
+        .iter()
+        .enumerate()
+        .map(|(index, event)| Sent {
+            id: event.id,
+            attempts: event.attempts,
+            index,
+        })
+        .collect();
+    let payloads = events.iter().map(|event| event.payload.as_slice());
+    let body = lane.client.build_body(payloads, credentials, options);
     (sent, body)
 }
 
