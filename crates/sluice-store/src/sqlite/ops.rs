@@ -565,7 +565,7 @@ pub(crate) fn purge_ledger_batch(
 
 /// What `forget`'s scan of the queue found, on a read connection and in one
 /// snapshot (see [`read::queue_key_scan`](super::read::queue_key_scan)).
-#[derive(Debug, Default, Clone)]
+#[derive(Debug)]
 pub(crate) struct QueueKeyScan {
     /// Queue rows carrying any of the keys in that snapshot.
     pub(crate) matching: BTreeSet<i64>,
@@ -585,9 +585,21 @@ pub(crate) const ROWS_AFTER_SCAN_SQL: &str = "SELECT id, user_keys FROM queue WH
 pub(crate) const ROWS_MERGED_AFTER_SCAN_SQL: &str =
     "SELECT id, user_keys FROM queue WHERE merge_seq > ?1";
 
-/// Whether a `queue.user_keys` value holds any of `wanted`.
-pub(crate) fn carries_any(joined: Option<&str>, wanted: &BTreeSet<&str>) -> bool {
-    split_keys(joined).any(|key| wanted.contains(key))
+/// Adds to `ids` the rows of `rows` (`id, user_keys`) whose keys hold any
+/// of `wanted`: `forget`'s test, on the reader's scan and on the writer's
+/// re-check alike.
+pub(crate) fn collect_carrying(
+    mut rows: rusqlite::Rows<'_>,
+    wanted: &BTreeSet<&str>,
+    ids: &mut BTreeSet<i64>,
+) -> Result<(), StoreError> {
+    while let Some(row) = rows.next().map_err(sql_error)? {
+        let keys: Option<String> = row.get(1).map_err(sql_error)?;
+        if split_keys(keys.as_deref()).any(|key| wanted.contains(key)) {
+            ids.insert(row.get(0).map_err(sql_error)?);
+        }
+    }
+    Ok(())
 }
 
 /// See [`Store::forget`](crate::Store::forget). `scan` was taken before on
@@ -613,13 +625,8 @@ pub(crate) fn forget(
         (ROWS_MERGED_AFTER_SCAN_SQL, scan.merge_seq),
     ] {
         let mut select = conn.prepare_cached(sql).map_err(sql_error)?;
-        let mut rows = select.query([after]).map_err(sql_error)?;
-        while let Some(row) = rows.next().map_err(sql_error)? {
-            let keys: Option<String> = row.get(1).map_err(sql_error)?;
-            if carries_any(keys.as_deref(), &wanted) {
-                queue_ids.insert(row.get(0).map_err(sql_error)?);
-            }
-        }
+        let rows = select.query([after]).map_err(sql_error)?;
+        collect_carrying(rows, &wanted, &mut queue_ids)?;
     }
     let dead_letter_ids = rows_with_keys(conn, "dead_letter_user_keys", user_keys)?;
 

@@ -18,7 +18,7 @@ use std::time::Duration;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params, params_from_iter};
 
-use super::ops::{QueueKeyScan, attempts_from_sql, carries_any};
+use super::ops::{QueueKeyScan, attempts_from_sql, collect_carrying};
 use super::sql_error;
 use crate::{
     DeadLetter, DeadLetterId, DedupReport, DedupReportQuery, DedupReportRow, DlqFilter,
@@ -155,13 +155,8 @@ pub(crate) fn queue_key_scan(
         let mut select = tx
             .prepare("SELECT id, user_keys FROM queue WHERE user_keys IS NOT NULL")
             .map_err(sql_error)?;
-        let mut rows = select.query([]).map_err(sql_error)?;
-        while let Some(row) = rows.next().map_err(sql_error)? {
-            let keys: Option<String> = row.get(1).map_err(sql_error)?;
-            if carries_any(keys.as_deref(), &wanted) {
-                matching.insert(row.get(0).map_err(sql_error)?);
-            }
-        }
+        let rows = select.query([]).map_err(sql_error)?;
+        collect_carrying(rows, &wanted, &mut matching)?;
     }
     tx.finish().map_err(sql_error)?;
     Ok(QueueKeyScan {

@@ -23,10 +23,10 @@
 //!
 //! - A command that fails does not sink the others. The batch is first
 //!   applied without savepoints (they cost the writer about a third of its
-//!   CPU, see `run_writer`); if a command fails, that attempt is rolled back
-//!   and the same commands are applied again, each under its own `SAVEPOINT`. The
-//!   failing one is rolled back to its savepoint and answered with its
-//!   error; the rest of the batch still commits.
+//!   CPU, see `run_writer`); if a command fails, that attempt is rolled
+//!   back and the same commands are applied again, each under its own
+//!   `SAVEPOINT`. The failing one is rolled back to its savepoint and
+//!   answered with its error; the rest of the batch still commits.
 //! - If SQLite aborts the whole transaction (disk full, I/O error) or the
 //!   `COMMIT` fails, every command of the batch gets that error and nothing
 //!   of the batch is committed. No caller ever sees `Ok` for a write that is
@@ -533,9 +533,8 @@ pub(crate) fn run_writer(
         // makes SQLite copy the pre-image of every page each command touches
         // into the statement journal, which cost about a third of the
         // writer's CPU under single-event load (bench/RESULTS.md, "Session
-        // 4"). Commands
-        // almost never fail; when one does, what was applied so far is
-        // rolled back and applied again under savepoints.
+        // 4"). Commands almost never fail; when one does, what was applied
+        // so far is rolled back and applied again under savepoints.
         while let Some(command) = next.take() {
             if let Command::Shutdown { reply } = command {
                 shutdown = Some(reply);
