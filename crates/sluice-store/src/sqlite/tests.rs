@@ -152,7 +152,8 @@ fn connections_keep_small_page_caches_and_the_statement_journal_off_the_heap() {
 
 #[tokio::test]
 async fn an_idle_writer_gives_the_page_caches_back_once_per_idle_spell() {
-    use crate::{EventIdOrigin, EventSource, NewEvent, Store};
+    use crate::conformance::event;
+    use crate::{EventSource, Store};
     use std::time::{Duration, Instant};
 
     let dir = tempfile::tempdir().unwrap();
@@ -166,19 +167,7 @@ async fn an_idle_writer_gives_the_page_caches_back_once_per_idle_spell() {
     )
     .await
     .unwrap();
-    let event = |i: usize| NewEvent {
-        pixel_id: "1".to_owned(),
-        event_name: "Lead".to_owned(),
-        event_id: format!("e{i}"),
-        event_time: 1_795_860_000,
-        source: EventSource::Backend,
-        payload: br#"{"event_name":"Lead","event_time":1795860000}"#.to_vec(),
-        user_keys: Vec::new(),
-        test_event_code: None,
-        hold_until_ms: None,
-        order_id: None,
-        event_id_origin: EventIdOrigin::Sent,
-    };
+    let event = |i: usize| event("1", "Lead", &format!("e{i}"), EventSource::Backend);
     // Polls a condition against a generous deadline (no timing is asserted).
     async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -216,37 +205,30 @@ async fn an_idle_writer_gives_the_page_caches_back_once_per_idle_spell() {
 /// by a merge: the writer's re-check must find both.
 #[test]
 fn forget_finds_rows_added_or_merged_after_its_scan() {
-    use crate::{EventIdOrigin, EventSource, MergeFn, MergeOutcome, MergeRequest, NewEvent};
+    use crate::conformance::event;
+    use crate::{EventSource, MergeFn, MergeOutcome, MergeRequest, NewEvent};
 
     const NOW: i64 = 1_700_000_000_000;
     const WINDOW: i64 = 48 * 3600 * 1000;
     let key = "a".repeat(64);
     let other = "b".repeat(64);
-    let event = |id: &str, source: EventSource, keys: &[&str], hold: Option<i64>| NewEvent {
-        pixel_id: "p1".to_owned(),
-        event_name: "Purchase".to_owned(),
-        event_id: id.to_owned(),
-        event_time: NOW / 1000,
-        source,
-        payload: b"{}".to_vec(),
-        user_keys: keys.iter().map(|k| (*k).to_owned()).collect(),
-        test_event_code: None,
+    let event = |id: &str, source: EventSource, key: &str, hold: Option<i64>| NewEvent {
+        user_keys: vec![key.to_owned()],
         hold_until_ms: hold,
-        order_id: None,
-        event_id_origin: EventIdOrigin::Sent,
+        ..event("p1", "Purchase", id, source)
     };
     let (_dir, mut conn) = migrated();
     let before = [
-        event("scanned", EventSource::Backend, &[&key], None),
-        event("held", EventSource::Browser, &[&other], Some(NOW + 60_000)),
-        event("unrelated", EventSource::Backend, &[&other], None),
+        event("scanned", EventSource::Backend, &key, None),
+        event("held", EventSource::Browser, &other, Some(NOW + 60_000)),
+        event("unrelated", EventSource::Backend, &other, None),
     ];
     ops::enqueue(&conn, &before, NOW, WINDOW).unwrap();
 
     let scan = read::queue_key_scan(&mut conn, std::slice::from_ref(&key)).unwrap();
     assert_eq!(scan.matching.len(), 1, "only `scanned` carries the key yet");
 
-    let after = [event("later", EventSource::Backend, &[&key], None)];
+    let after = [event("later", EventSource::Backend, &key, None)];
     ops::enqueue(&conn, &after, NOW, WINDOW).unwrap();
     let merge: MergeFn = Box::new(|held: &[u8]| Some(held.to_vec()));
     let request = MergeRequest {
