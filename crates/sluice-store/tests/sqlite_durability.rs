@@ -501,7 +501,7 @@ async fn user_key_rows_live_exactly_as_long_as_their_events() {
         let queued_keys = columns
             .iter()
             .flatten()
-            .map(|joined| joined.split('\u{1f}').count() as i64)
+            .map(|joined| joined.split(sluice_store::USER_KEY_SEPARATOR).count() as i64)
             .sum();
         (queued_keys, count("dead_letter_user_keys"), columns)
     };
